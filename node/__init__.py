@@ -1,0 +1,1 @@
+"""shinyo node daemon (arrives with the node issue)."""

@@ -1,0 +1,127 @@
+"""shinyo: a peer-to-peer reputation protocol (sans-IO core).
+
+Pseudonyms keep append-only chains of signed, hash-linked entries; a trade is
+agreed in both chains and rated blind (commit, acknowledge, reveal), so anyone
+holding the entries can check a pseudonym's history with no operator and no
+network.  This package does no I/O: time, randomness and bytes are arguments.
+
+The normative description is spec/shinyo.md; section numbers in docstrings
+refer to it.
+"""
+
+from ._body import (
+    Accept,
+    Body,
+    Cancel,
+    Commit,
+    Kind,
+    Propose,
+    Response,
+    Retract,
+    Reveal,
+    Vouch,
+)
+from ._chain import Chain, Role, TradeView
+from ._constants import (
+    ACCEPT_WINDOW,
+    COMMIT_WINDOW,
+    MAX_CLOCK_SKEW,
+    MAX_ENTRY_SIZE,
+    PROTOCOL_VERSION,
+    RESPONSE_WINDOW,
+)
+from ._digest import rating_commitment, terms_digest, text_digest
+from ._entry import Entry, entry_id
+from ._errors import (
+    BadSignature,
+    BrokenLink,
+    CommitmentMismatch,
+    DecodeError,
+    FutureTimestamp,
+    InvalidBody,
+    InvalidFork,
+    InvalidPseudonym,
+    LocalProtocolError,
+    NonCanonical,
+    Oversize,
+    SeqGap,
+    ShinyoError,
+    TimestampRegression,
+    TradeRuleViolation,
+    UnknownTrade,
+    UnsupportedVersion,
+    VerificationError,
+    WrongAuthor,
+)
+from ._fork import ForkProof
+from ._identity import Pseudonym, SigningIdentity
+from ._participant import Participant
+from ._trade import (
+    TRANSITIONS,
+    Action,
+    Event,
+    RatingOpening,
+    Step,
+    TradeSession,
+    TradeState,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACCEPT_WINDOW",
+    "COMMIT_WINDOW",
+    "MAX_CLOCK_SKEW",
+    "MAX_ENTRY_SIZE",
+    "PROTOCOL_VERSION",
+    "RESPONSE_WINDOW",
+    "TRANSITIONS",
+    "Accept",
+    "Action",
+    "BadSignature",
+    "Body",
+    "BrokenLink",
+    "Cancel",
+    "Chain",
+    "Commit",
+    "CommitmentMismatch",
+    "DecodeError",
+    "Entry",
+    "Event",
+    "ForkProof",
+    "FutureTimestamp",
+    "InvalidBody",
+    "InvalidFork",
+    "InvalidPseudonym",
+    "Kind",
+    "LocalProtocolError",
+    "NonCanonical",
+    "Oversize",
+    "Participant",
+    "Propose",
+    "Pseudonym",
+    "RatingOpening",
+    "Response",
+    "Retract",
+    "Reveal",
+    "Role",
+    "SeqGap",
+    "ShinyoError",
+    "SigningIdentity",
+    "Step",
+    "TimestampRegression",
+    "TradeRuleViolation",
+    "TradeSession",
+    "TradeState",
+    "TradeView",
+    "UnknownTrade",
+    "UnsupportedVersion",
+    "VerificationError",
+    "Vouch",
+    "WrongAuthor",
+    "__version__",
+    "entry_id",
+    "rating_commitment",
+    "terms_digest",
+    "text_digest",
+]

@@ -1,0 +1,55 @@
+"""Deterministic CBOR (RFC 8949 section 4.2.1), strictly decoded.
+
+Everything shinyo signs or hashes is built from arrays, unsigned integers, byte
+strings, text strings, booleans and null (spec 3.1) -- no maps, floats or tags
+-- so "canonical" reduces to: definite lengths, shortest-form heads, and no
+trailing bytes.  We get that by decoding with cbor2 and insisting that
+re-encoding the result gives back the very same bytes.  The round trip also
+rejects duplicate map keys (the decoded dict has fewer items), indefinite
+lengths, non-minimal integers and bignum/other tags that collapse to plain
+values.  Types are then checked field by field by each structure's own parser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from ._errors import DecodeError, NonCanonical, Oversize
+
+__all__ = ["decode_canonical", "encode"]
+
+
+def encode(obj: object) -> bytes:
+    """Encode ``obj`` deterministically (spec 3.1)."""
+    return cbor2.dumps(obj, canonical=True)
+
+
+def decode_canonical(data: bytes, *, max_size: int, what: str) -> Any:
+    """Decode one canonical CBOR data item of at most ``max_size`` bytes.
+
+    ``what`` names the object for error messages ("entry", "fork proof").
+    Raises :class:`Oversize`, :class:`DecodeError` or :class:`NonCanonical`;
+    never anything else, whatever the bytes.
+    """
+    if not isinstance(data, bytes):
+        raise DecodeError(f"{what}: expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise Oversize(f"{what}: {len(data)} bytes exceeds the limit of {max_size}")
+    if not data:
+        raise DecodeError(f"{what}: empty input")
+    try:
+        obj = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several unrelated types on bad input
+        raise DecodeError(f"{what}: not well-formed CBOR ({exc})") from None
+    try:
+        again = cbor2.dumps(obj, canonical=True)
+    except Exception:  # e.g. a decoded tag value that cannot be re-encoded
+        raise NonCanonical(f"{what}: holds CBOR values outside the spec's subset") from None
+    if again != data:
+        raise NonCanonical(
+            f"{what}: not in deterministic encoding (RFC 8949 4.2.1): indefinite length, "
+            "non-shortest integer, duplicate map key, tag, or trailing bytes"
+        )
+    return obj

@@ -1,0 +1,210 @@
+"""Entries: the signed unit of every chain (spec 6).
+
+Wire form (spec 6.1)::
+
+    entry   = [payload: bstr, signature: bstr .size 64]
+    payload = canonical CBOR of [version, author, seq, prev, timestamp, kind, body]
+
+The signature is Ed25519 over ``DST_ENTRY_SIG || payload``, and the entry id is
+``SHA-256(DST_ENTRY_ID || payload)``.  Signing the payload bytes exactly as they
+travel means a verifier checks what it received, with no re-serialisation in
+front of the signature check; the canonical re-encode is a separate, cheap step.
+The id covers the payload only, so the id does not depend on which of the
+(equally valid) signatures an author might make over the same payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from ._body import Body, Kind, body_from_cbor
+from ._cbor import decode_canonical, encode
+from ._constants import (
+    DST_ENTRY_ID,
+    DST_ENTRY_SIG,
+    GENESIS_PREV,
+    HASH_SIZE,
+    MAX_ENTRY_SIZE,
+    MAX_SEQ,
+    MAX_TIMESTAMP,
+    PROTOCOL_VERSION,
+    SIGNATURE_SIZE,
+)
+from ._errors import (
+    BadSignature,
+    BrokenLink,
+    DecodeError,
+    InvalidBody,
+    LocalProtocolError,
+    NonCanonical,
+    UnsupportedVersion,
+    VerificationError,
+)
+from ._identity import Pseudonym, SigningIdentity
+
+__all__ = ["Entry", "entry_id"]
+
+_KINDS = {int(k): k for k in Kind}
+
+
+def entry_id(payload: bytes) -> bytes:
+    """SHA-256(DST_ENTRY_ID || payload) (spec 6.2)."""
+    return hashlib.sha256(DST_ENTRY_ID + payload).digest()
+
+
+def _uint(value: object, name: str, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise DecodeError(f"{name} must be an unsigned integer in {lo}..{hi}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One signed, hash-linked record in an author's chain.
+
+    An ``Entry`` that exists is well-formed and its signature verified: build one
+    with :meth:`create` (signs) or :meth:`decode` (verifies).  Whether it fits
+    the chain it claims to extend is :class:`shinyo.Chain`'s job.
+    """
+
+    version: int
+    author: Pseudonym
+    seq: int
+    prev: bytes
+    timestamp: int
+    body: Body
+    signature: bytes = field(repr=False)
+    payload: bytes = field(repr=False, compare=False)
+    id: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", entry_id(self.payload))
+
+    @property
+    def kind(self) -> Kind:
+        return self.body.kind
+
+    # -- building -------------------------------------------------------------
+
+    @staticmethod
+    def _check_header(*, seq: int, prev: bytes, timestamp: int) -> None:
+        _uint(seq, "seq", 1, MAX_SEQ)
+        if type(prev) is not bytes or len(prev) != HASH_SIZE:
+            raise DecodeError(f"prev must be a {HASH_SIZE}-byte hash")
+        if (seq == 1) != (prev == GENESIS_PREV):
+            raise BrokenLink(
+                "prev must be the genesis value (32 zero bytes) exactly when seq is 1", seq=seq
+            )
+        _uint(timestamp, "timestamp", 0, MAX_TIMESTAMP)
+
+    @classmethod
+    def create(
+        cls,
+        identity: SigningIdentity,
+        *,
+        seq: int,
+        prev: bytes,
+        timestamp: int,
+        body: Body,
+    ) -> Entry:
+        """Sign a new entry.  Prefer :meth:`shinyo.Chain.append_new`, which also
+        checks that the entry fits the chain."""
+        try:
+            cls._check_header(seq=seq, prev=prev, timestamp=timestamp)
+        except VerificationError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        payload = encode(
+            [
+                PROTOCOL_VERSION,
+                identity.pseudonym.key,
+                seq,
+                prev,
+                timestamp,
+                int(body.kind),
+                body.to_cbor(),
+            ]
+        )
+        if len(payload) + SIGNATURE_SIZE + 8 > MAX_ENTRY_SIZE:
+            raise LocalProtocolError(f"entry would exceed {MAX_ENTRY_SIZE} bytes")
+        return cls(
+            version=PROTOCOL_VERSION,
+            author=identity.pseudonym,
+            seq=seq,
+            prev=prev,
+            timestamp=timestamp,
+            body=body,
+            signature=identity.sign(DST_ENTRY_SIG + payload),
+            payload=payload,
+        )
+
+    # -- wire -----------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        return encode([self.payload, self.signature])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Entry:
+        """Parse and verify one encoded entry, following spec 6.4 steps 1-7.
+
+        Raises a :class:`shinyo.VerificationError` subclass, and nothing else,
+        on any input.
+        """
+        envelope = decode_canonical(data, max_size=MAX_ENTRY_SIZE, what="entry")  # 1-2
+        if (
+            type(envelope) is not list
+            or len(envelope) != 2
+            or type(envelope[0]) is not bytes
+            or type(envelope[1]) is not bytes
+        ):
+            raise DecodeError("entry must be an array [payload: bstr, signature: bstr]")
+        payload, signature = envelope
+        if len(signature) != SIGNATURE_SIZE:
+            raise DecodeError(f"signature must be {SIGNATURE_SIZE} bytes")
+        return cls.from_payload(payload, signature)
+
+    @classmethod
+    def from_payload(cls, payload: bytes, signature: bytes) -> Entry:
+        """Steps 3-7 of spec 6.4 on an envelope's two byte strings."""
+        try:
+            fields: Any = cbor2.loads(payload)  # 3
+        except Exception as exc:
+            raise DecodeError(f"entry payload is not well-formed CBOR ({exc})") from None
+        if type(fields) is not list or len(fields) != 7:
+            raise DecodeError("entry payload must be an array of 7 fields")
+        version, author, seq, prev, timestamp, kind, body = fields
+        if type(version) is not int or version != PROTOCOL_VERSION:  # 4
+            raise UnsupportedVersion(
+                f"entry version {version!r} is not supported (this implementation "
+                f"speaks version {PROTOCOL_VERSION})"
+            )
+        if type(author) is not bytes or len(author) != HASH_SIZE:  # 5
+            raise DecodeError("author must be a 32-byte public key")
+        cls._check_header(seq=seq, prev=prev, timestamp=timestamp)
+        if type(kind) is not int or kind not in _KINDS:
+            raise InvalidBody(f"unknown entry kind {kind!r}", seq=seq)
+        try:
+            parsed = body_from_cbor(_KINDS[kind], body)
+        except InvalidBody as exc:
+            raise InvalidBody(str(exc), seq=seq) from None
+        if encode(fields) != payload:  # 6
+            raise NonCanonical("entry payload is not in deterministic encoding", seq=seq)
+        who = Pseudonym(key=author)
+        if not who.verify(DST_ENTRY_SIG + payload, signature):  # 7
+            raise BadSignature(
+                f"signature does not verify under author {who.short()}", seq=seq
+            )
+        return cls(
+            version=version,
+            author=who,
+            seq=seq,
+            prev=prev,
+            timestamp=timestamp,
+            body=parsed,
+            signature=signature,
+            payload=payload,
+        )
+

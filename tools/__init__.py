@@ -1,0 +1,1 @@
+"""The shinyo command-line tools."""
