@@ -22,7 +22,8 @@ The rating dance (spec 7.1, 7.3): whoever commits first commits without an ack;
 the second commits with ``ack`` = the first's commit id; the first then reveals
 with ``ack`` = the second's commit id; only then does the second reveal.  So
 each party's chain acknowledges the rating it receives before it can know it.
-If both commit without an ack (a race), the proposer reveals first.
+If both commit without an ack (a race), the proposer reveals first.  The
+table differs by role only there and in how the trade opens.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._body import Accept, Cancel, Commit, Propose, Response, Retract, Reveal
+from ._chain import Role
 from ._constants import ACCEPT_WINDOW, COMMIT_WINDOW, RESPONSE_WINDOW
 from ._digest import rating_commitment
 from ._entry import Entry
@@ -49,7 +51,6 @@ class TradeState(enum.Enum):
     AGREED = "agreed"  # accepted; nobody has committed a rating
     I_COMMITTED = "i-committed"  # my commit (no ack); waiting for theirs
     THEY_COMMITTED = "they-committed"  # their commit (no ack); I should commit with ack
-    BOTH_UNACKED = "both-unacked"  # a commit race: the proposer reveals first
     I_REVEAL_FIRST = "i-reveal-first"  # they acked my commit; I reveal (with ack)
     THEY_REVEAL_FIRST = "they-reveal-first"  # I acked theirs; waiting for their reveal
     I_REVEALED = "i-revealed"  # I revealed first; waiting for their reveal
@@ -59,7 +60,12 @@ class TradeState(enum.Enum):
 
 
 class Event(enum.Enum):
-    """An entry of the trade, by who wrote it and whether it carries an ack."""
+    """An entry of the trade, by who wrote it; a commit also by whether it acks.
+
+    Whether a commit carries an ack decides who reveals first, so it is part of
+    the event.  Whether a reveal carries one is fixed by its author's commit
+    (exactly once, spec 7.3), so it is a guard on the entry, not an event.
+    """
 
     MY_ACCEPT = "my-accept"
     THEIR_ACCEPT = "their-accept"
@@ -70,39 +76,47 @@ class Event(enum.Enum):
     THEIR_COMMIT = "their-commit"
     THEIR_COMMIT_ACK = "their-commit+ack"
     MY_REVEAL = "my-reveal"
-    MY_REVEAL_ACK = "my-reveal+ack"
     THEIR_REVEAL = "their-reveal"
-    THEIR_REVEAL_ACK = "their-reveal+ack"
 
 
 S, E = TradeState, Event
 
-#: The whole protocol as seen from one side: any (state, event) pair not listed
-#: is a violation.  Retractions and responses do not move the state; they are
-#: checked separately (:meth:`TradeSession.receive`).
-TRANSITIONS: dict[tuple[TradeState, Event], TradeState] = {
-    (S.OFFERED_OUT, E.THEIR_ACCEPT): S.AGREED,
-    (S.OFFERED_OUT, E.MY_CANCEL): S.CANCELLED,  # withdraw an unanswered offer
-    (S.OFFERED_IN, E.MY_ACCEPT): S.AGREED,
-    (S.OFFERED_IN, E.THEIR_CANCEL): S.CANCELLED,
+# Both roles share most of the protocol; they differ in how a trade opens and in
+# who reveals first after a commit race (spec 7.3: the proposer).
+_SHARED: dict[tuple[TradeState, Event], TradeState] = {
     (S.AGREED, E.MY_COMMIT): S.I_COMMITTED,
     (S.AGREED, E.THEIR_COMMIT): S.THEY_COMMITTED,
     (S.AGREED, E.MY_CANCEL): S.CANCELLED,
     (S.AGREED, E.THEIR_CANCEL): S.CANCELLED,
     (S.I_COMMITTED, E.THEIR_COMMIT_ACK): S.I_REVEAL_FIRST,
-    (S.I_COMMITTED, E.THEIR_COMMIT): S.BOTH_UNACKED,
-    (S.I_COMMITTED, E.THEIR_CANCEL): S.CANCELLED,  # spec 7.8: the cancel wins
+    (S.I_COMMITTED, E.THEIR_CANCEL): S.CANCELLED,  # spec 7.8: the cancel stands
     (S.THEY_COMMITTED, E.MY_COMMIT_ACK): S.THEY_REVEAL_FIRST,
-    (S.THEY_COMMITTED, E.MY_COMMIT): S.BOTH_UNACKED,
     (S.THEY_COMMITTED, E.MY_CANCEL): S.CANCELLED,
-    (S.BOTH_UNACKED, E.MY_REVEAL_ACK): S.I_REVEALED,
-    (S.BOTH_UNACKED, E.THEIR_REVEAL_ACK): S.THEY_REVEALED,
-    (S.I_REVEAL_FIRST, E.MY_REVEAL_ACK): S.I_REVEALED,
-    (S.THEY_REVEAL_FIRST, E.THEIR_REVEAL_ACK): S.THEY_REVEALED,
+    (S.I_REVEAL_FIRST, E.MY_REVEAL): S.I_REVEALED,
+    (S.THEY_REVEAL_FIRST, E.THEIR_REVEAL): S.THEY_REVEALED,
     (S.I_REVEALED, E.THEIR_REVEAL): S.COMPLETE,
-    (S.I_REVEALED, E.THEIR_REVEAL_ACK): S.COMPLETE,  # after a commit race
     (S.THEY_REVEALED, E.MY_REVEAL): S.COMPLETE,
-    (S.THEY_REVEALED, E.MY_REVEAL_ACK): S.COMPLETE,  # after a commit race
+}
+
+#: The whole protocol as seen from each role: any (state, event) pair not listed
+#: is a violation.  A listed pair still has its entry's content checked by the
+#: guards of spec 7.7 (``_cross_check``).  Retractions and responses do not move
+#: the state; they are checked separately (:meth:`TradeSession.receive`).
+TRANSITIONS: dict[Role, dict[tuple[TradeState, Event], TradeState]] = {
+    Role.PROPOSER: {
+        **_SHARED,
+        (S.OFFERED_OUT, E.THEIR_ACCEPT): S.AGREED,
+        (S.OFFERED_OUT, E.MY_CANCEL): S.CANCELLED,  # withdraw an unanswered offer
+        (S.I_COMMITTED, E.THEIR_COMMIT): S.I_REVEAL_FIRST,  # race: I reveal first
+        (S.THEY_COMMITTED, E.MY_COMMIT): S.I_REVEAL_FIRST,  # race: I reveal first
+    },
+    Role.ACCEPTOR: {
+        **_SHARED,
+        (S.OFFERED_IN, E.MY_ACCEPT): S.AGREED,
+        (S.OFFERED_IN, E.THEIR_CANCEL): S.CANCELLED,  # the proposer withdrew
+        (S.I_COMMITTED, E.THEIR_COMMIT): S.THEY_REVEAL_FIRST,  # race: they reveal first
+        (S.THEY_COMMITTED, E.MY_COMMIT): S.THEY_REVEAL_FIRST,  # race: they reveal first
+    },
 }
 
 
@@ -169,6 +183,7 @@ class TradeSession:
         self.proposer = proposal.author
         self.them = body.counterparty if me == proposal.author else proposal.author
         self.context = body.context
+        self.role = Role.PROPOSER if me == proposal.author else Role.ACCEPTOR
         self._mine = _Side()
         self._theirs = _Side()
         if me == self.proposer:
@@ -181,7 +196,7 @@ class TradeSession:
 
     @property
     def i_am_proposer(self) -> bool:
-        return self.me == self.proposer
+        return self.role is Role.PROPOSER
 
     # -- facts in -------------------------------------------------------------
 
@@ -210,7 +225,7 @@ class TradeSession:
             return self.state
 
         event = self._event(entry, mine)
-        new = TRANSITIONS.get((self.state, event))
+        new = TRANSITIONS[self.role].get((self.state, event))
         if new is None:
             raise error(
                 f"{event.value} is not allowed when the trade is {self.state.value} (spec 7)"
@@ -236,7 +251,7 @@ class TradeSession:
         elif isinstance(body, Commit):
             name = "COMMIT_ACK" if body.ack is not None else "COMMIT"
         elif isinstance(body, Reveal):
-            name = "REVEAL_ACK" if body.ack is not None else "REVEAL"
+            name = "REVEAL"
         else:
             kind = entry.kind.label
             raise (LocalProtocolError if mine else TradeRuleViolation)(
@@ -262,13 +277,11 @@ class TradeSession:
                 raise error("ack does not name the counterparty's rate.commit entry")
             if entry.timestamp < other.commit.timestamp:
                 raise TimestampRegression("an ack is older than the commitment it acknowledges")
-        if (
-            isinstance(body, Reveal)
-            and body.ack is not None
-            and self.state is TradeState.BOTH_UNACKED
-            and entry.author != self.proposer
-        ):
-            raise error("after a commit race the proposer reveals first (spec 7.3)")
+        if isinstance(body, Reveal):
+            # spec 7.3: the counterparty's commitment is acknowledged exactly once.
+            assert side.commit is not None and isinstance(side.commit.body, Commit)
+            if (side.commit.body.ack is None) == (body.ack is None):
+                raise error("reveal: the ack belongs in the commit or the reveal, exactly once")
 
     # -- advice out -----------------------------------------------------------
 
@@ -307,13 +320,11 @@ class TradeSession:
             assert mine.commit is not None
             return step(Action.WAIT, self.commit_deadline(mine.commit),
                         "waiting for the counterparty's commitment")
-        if st in (S.I_REVEAL_FIRST, S.BOTH_UNACKED) and (
-            st is S.I_REVEAL_FIRST or self.i_am_proposer
-        ):
+        if st is S.I_REVEAL_FIRST:
             assert mine.commit is not None and theirs.commit is not None
             able = max(mine.commit.timestamp, theirs.commit.timestamp)
             return step(Action.REVEAL, able + RESPONSE_WINDOW, "reveal and acknowledge theirs")
-        if st in (S.THEY_REVEAL_FIRST, S.BOTH_UNACKED):
+        if st is S.THEY_REVEAL_FIRST:
             assert mine.commit is not None and theirs.commit is not None
             able = max(mine.commit.timestamp, theirs.commit.timestamp)
             return step(Action.WAIT, able + RESPONSE_WINDOW,
