@@ -22,7 +22,7 @@ from typing import Any
 import cbor2
 
 from ._body import Body, Kind, body_from_cbor
-from ._cbor import decode_canonical, encode
+from ._cbor import encode
 from ._constants import (
     DST_ENTRY_ID,
     DST_ENTRY_SIG,
@@ -41,6 +41,7 @@ from ._errors import (
     InvalidBody,
     LocalProtocolError,
     NonCanonical,
+    Oversize,
     UnsupportedVersion,
     VerificationError,
 )
@@ -49,6 +50,18 @@ from ._identity import Pseudonym, SigningIdentity
 __all__ = ["Entry", "entry_id"]
 
 _KINDS = {int(k): k for k in Kind}
+
+
+_SIG_HEAD = b"\x58\x40"  # bstr of 64 bytes
+
+
+def _envelope_head(payload_len: int) -> bytes:
+    """0x82 (array of 2), then the shortest bstr head for ``payload_len``."""
+    if payload_len < 24:
+        return bytes((0x82, 0x40 | payload_len))
+    if payload_len < 0x100:
+        return bytes((0x82, 0x58, payload_len))
+    return b"\x82\x59" + payload_len.to_bytes(2, "big")  # entries are < 64 KiB
 
 
 def entry_id(payload: bytes) -> bytes:
@@ -153,7 +166,14 @@ class Entry:
         Raises a :class:`shinyo.VerificationError` subclass, and nothing else,
         on any input.
         """
-        envelope = decode_canonical(data, max_size=MAX_ENTRY_SIZE, what="entry")  # 1-2
+        if type(data) is not bytes:
+            raise DecodeError(f"entry: expected bytes, got {type(data).__name__}")
+        if len(data) > MAX_ENTRY_SIZE:  # 1
+            raise Oversize(f"entry: {len(data)} bytes exceeds the limit of {MAX_ENTRY_SIZE}")
+        try:
+            envelope = cbor2.loads(data)  # 2
+        except Exception as exc:
+            raise DecodeError(f"entry: not well-formed CBOR ({exc})") from None
         if (
             type(envelope) is not list
             or len(envelope) != 2
@@ -164,6 +184,13 @@ class Entry:
         payload, signature = envelope
         if len(signature) != SIGNATURE_SIZE:
             raise DecodeError(f"signature must be {SIGNATURE_SIZE} bytes")
+        # The only canonical encoding of the envelope: its head, the payload's
+        # head and bytes, and the signature's head and bytes -- nothing after.
+        if data != _envelope_head(len(payload)) + payload + _SIG_HEAD + signature:
+            raise NonCanonical(
+                "entry envelope is not in deterministic encoding (non-shortest length, "
+                "indefinite length, or trailing bytes)"
+            )
         return cls.from_payload(payload, signature)
 
     @classmethod
@@ -190,7 +217,9 @@ class Entry:
             parsed = body_from_cbor(_KINDS[kind], body)
         except InvalidBody as exc:
             raise InvalidBody(str(exc), seq=seq) from None
-        if encode(fields) != payload:  # 6
+        # Every field passed its type check, so no maps or floats remain and the
+        # plain encoder's output is the deterministic one (spec 3.1).
+        if cbor2.dumps(fields) != payload:  # 6
             raise NonCanonical("entry payload is not in deterministic encoding", seq=seq)
         who = Pseudonym(key=author)
         if not who.verify(DST_ENTRY_SIG + payload, signature):  # 7

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+
 import shinyo
 from shinyo import Participant, SigningIdentity
 

@@ -6,9 +6,10 @@ import contextlib
 
 import cbor2
 import pytest
-import shinyo
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import shinyo
 from shinyo import (
     Accept,
     Body,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import shinyo
 from shinyo import Chain, Entry, ForkProof, Pseudonym, VerificationError
 from shinyo.tools import gen_vectors

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+
 import shinyo
 from shinyo import (
     Entry,

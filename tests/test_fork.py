@@ -1,0 +1,60 @@
+"""Fork proofs (spec 8)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shinyo import Cancel, Entry, ForkProof, InvalidFork, VerificationError
+from shinyo._constants import GENESIS_PREV
+
+from .conftest import T0, identity
+
+ME = identity(5)
+
+
+def two_at_seq_1() -> tuple[Entry, Entry]:
+    a = Entry.create(ME, seq=1, prev=GENESIS_PREV, timestamp=T0, body=Cancel(trade=bytes(32)))
+    b = Entry.create(ME, seq=1, prev=GENESIS_PREV, timestamp=T0, body=Cancel(trade=b"\x01" * 32))
+    return a, b
+
+
+def test_build_order_and_round_trip() -> None:
+    a, b = two_at_seq_1()
+    p, q = ForkProof.from_entries(a, b), ForkProof.from_entries(b, a)
+    assert p == q and p.encode() == q.encode()
+    assert p.first.id < p.second.id
+    assert (p.author, p.seq) == (ME.pseudonym, 1)
+    assert ForkProof.decode(p.encode()) == p
+
+
+def test_constructor_checks() -> None:
+    a, b = two_at_seq_1()
+    lo, hi = sorted([a, b], key=lambda e: e.id)
+    with pytest.raises(InvalidFork, match="ordered"):
+        ForkProof(first=hi, second=lo)
+    with pytest.raises(InvalidFork, match="same entry"):
+        ForkProof(first=a, second=a)
+    other = Entry.create(identity(6), seq=1, prev=GENESIS_PREV, timestamp=T0,
+                         body=Cancel(trade=bytes(32)))
+    with pytest.raises(InvalidFork, match="authors"):
+        ForkProof.from_entries(a, other)
+    later = Entry.create(ME, seq=2, prev=a.id, timestamp=T0, body=Cancel(trade=bytes(32)))
+    with pytest.raises(InvalidFork, match="seqs"):
+        ForkProof.from_entries(a, later)
+
+
+@given(st.binary(max_size=2200))
+def test_garbage_gives_typed_errors(raw: bytes) -> None:
+    with pytest.raises(VerificationError):
+        ForkProof.decode(raw)
+
+
+@given(st.data())
+def test_single_byte_changes_are_rejected(data: st.DataObject) -> None:
+    raw = ForkProof.from_entries(*two_at_seq_1()).encode()
+    i = data.draw(st.integers(0, len(raw) - 1))
+    b = data.draw(st.integers(0, 255).filter(lambda v: v != raw[i]))
+    with pytest.raises(VerificationError):
+        ForkProof.decode(raw[:i] + bytes([b]) + raw[i + 1 :])
