@@ -290,10 +290,10 @@ class TradeSession:
         assert accept is not None
         return accept.timestamp
 
-    def commit_deadline(self, side_commit_of_other: Entry | None) -> int:
+    def _commit_deadline(self, their_commit: Entry | None) -> int:
         due = self._accept_time() + COMMIT_WINDOW
-        if side_commit_of_other is not None:
-            due = max(due, side_commit_of_other.timestamp + RESPONSE_WINDOW)
+        if their_commit is not None:
+            due = max(due, their_commit.timestamp + RESPONSE_WINDOW)
         return due
 
     def next_step(self, now: int) -> Step:
@@ -315,10 +315,10 @@ class TradeSession:
                 return step(Action.NONE, due, "the offer expired unanswered")
             return step(Action.ACCEPT, due, "an offer awaits: accept it or let it expire")
         if st in (S.AGREED, S.THEY_COMMITTED):
-            return step(Action.COMMIT, self.commit_deadline(theirs.commit), "rate the trade")
+            return step(Action.COMMIT, self._commit_deadline(theirs.commit), "rate the trade")
         if st is S.I_COMMITTED:
             assert mine.commit is not None
-            return step(Action.WAIT, self.commit_deadline(mine.commit),
+            return step(Action.WAIT, self._commit_deadline(mine.commit),
                         "waiting for the counterparty's commitment")
         if st is S.I_REVEAL_FIRST:
             assert mine.commit is not None and theirs.commit is not None

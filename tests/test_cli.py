@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from shinyo.tools.gen_vectors import story
+from shinyo.tools.craft import story
 
 
 def shinyo(*args: str) -> subprocess.CompletedProcess[str]:

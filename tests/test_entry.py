@@ -25,7 +25,7 @@ from shinyo import (
     Vouch,
 )
 from shinyo._constants import GENESIS_PREV, MAX_ENTRY_SIZE
-from shinyo.tools.gen_vectors import fields_of, resign, sign_payload
+from shinyo.tools.craft import fields_of, resign, sign_payload
 
 from .conftest import T0, identity
 

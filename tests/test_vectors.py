@@ -11,6 +11,7 @@ import pytest
 import shinyo
 from shinyo import Chain, Entry, ForkProof, Pseudonym, VerificationError
 from shinyo.tools import gen_vectors
+from shinyo.tools.trade_vectors import judge_trade
 
 VECTORS = Path(__file__).resolve().parent.parent / "spec" / "vectors"
 
@@ -100,6 +101,6 @@ def test_pseudonym_vector(v: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("v", load("trades.json"), ids=lambda v: str(v["id"]))
 def test_trade_vector(v: dict[str, Any]) -> None:
-    got, result = gen_vectors.judge_trade([bytes.fromhex(h) for h in v["input"]])
+    got, result = judge_trade([bytes.fromhex(h) for h in v["input"]])
     assert got == v["expect"], v["comment"]
     assert result == v.get("result")

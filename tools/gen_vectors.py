@@ -2,15 +2,14 @@
 
     python -m shinyo.tools.gen_vectors spec/vectors
 
-Every key, nonce, salt and time is fixed, so the files are byte-identical on
-every run; the tests regenerate them and compare.  Invalid vectors are made by
-breaking exactly one rule and re-signing where needed, so each fails at the
+Every key, nonce, salt and time is fixed (see ``craft.py``), so the files are
+byte-identical on every run; the tests regenerate them and compare.  Invalid
+vectors break exactly one rule, re-signed where needed, so each fails at the
 step its ``expect`` names and no earlier.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -20,132 +19,25 @@ from typing import Any
 import cbor2
 
 import shinyo
-from shinyo import (
-    Entry,
-    ForkProof,
-    Participant,
-    Propose,
-    Pseudonym,
-    SigningIdentity,
-    VerificationError,
-)
+from shinyo import Entry, ForkProof, Participant, Propose, Pseudonym
 from shinyo._constants import DST_ENTRY_SIG, GENESIS_PREV, PROTOCOL_VERSION
 
-T0 = 1_800_000_000
-CTX = "market.example/books"
+from .craft import (
+    CTX,
+    T0,
+    describe,
+    envelope,
+    fields_of,
+    ident,
+    nonce,
+    resign,
+    sign_payload,
+    story,
+    verdict,
+)
+from .trade_vectors import trade_vectors
+
 SCHEMA = "shinyo-vectors/1"
-
-
-def ident(n: int) -> SigningIdentity:
-    return SigningIdentity.from_seed(bytes([n]) * 32)
-
-
-def nonce(n: int) -> bytes:
-    return bytes([n]) * 16
-
-
-def salt(n: int) -> bytes:
-    return bytes([0x50 + n]) * 16
-
-
-# -- crafting (also used by the tests) -----------------------------------------
-
-
-def fields_of(entry: Entry) -> list[Any]:
-    """The decoded payload array of ``entry``, for editing."""
-    value: list[Any] = cbor2.loads(entry.payload)
-    return value
-
-
-def envelope(payload: bytes, signature: bytes) -> bytes:
-    return bytes(cbor2.dumps([payload, signature]))
-
-
-def sign_payload(who: SigningIdentity, payload: bytes) -> bytes:
-    """An envelope whose signature is valid over arbitrary payload bytes."""
-    return envelope(payload, who.sign(DST_ENTRY_SIG + payload))
-
-
-def resign(who: SigningIdentity, fields: list[Any]) -> bytes:
-    return sign_payload(who, bytes(cbor2.dumps(fields)))
-
-
-def with_prefix_head(raw: bytes, *, size: int) -> bytes:
-    """Re-encode the head of a CBOR item with a longer-than-needed argument."""
-    major = raw[0] & 0xE0
-    info = raw[0] & 0x1F
-    if info < 24:
-        length, rest = info, raw[1:]
-    elif info == 24:
-        length, rest = raw[1], raw[2:]
-    elif info == 25:
-        length, rest = int.from_bytes(raw[1:3], "big"), raw[3:]
-    else:
-        raise ValueError("unsupported head")
-    code = {1: 24, 2: 25, 4: 26, 8: 27}[size]
-    return bytes([major | code]) + length.to_bytes(size, "big") + rest
-
-
-# -- a fixed little world ----------------------------------------------------------
-
-
-def story() -> tuple[Participant, Participant, Participant, bytes, bytes]:
-    """Alice and Bob complete a rated trade; Carol cancels one with Alice."""
-    alice, bob, carol = Participant(ident(1)), Participant(ident(2)), Participant(ident(3))
-
-    everyone = (alice, bob, carol)
-
-    def send(e: Entry, _to: Participant) -> Entry:
-        # Gossip: every other participant sees every entry, in chain order.
-        for p in everyone:
-            if p.pseudonym != e.author:
-                p.receive(e)
-        return e
-
-    p = send(alice.propose(bob.pseudonym, context=CTX,
-                           terms=shinyo.terms_digest(b"a used bicycle", salt=salt(1)),
-                           timestamp=T0), bob)
-    trade = p.id
-    send(bob.accept(trade, timestamp=T0 + 60), alice)
-    send(alice.commit(trade, stars=5, nonce=nonce(1), timestamp=T0 + 86_400,
-                      tags=["fast", "friendly"]), bob)
-    send(bob.commit(trade, stars=4, nonce=nonce(2), timestamp=T0 + 90_000,
-                    comment=shinyo.text_digest("Good bike.", salt=salt(2))), alice)
-    send(alice.reveal(trade, timestamp=T0 + 90_100), bob)
-    send(bob.reveal(trade, timestamp=T0 + 90_200), alice)
-    send(alice.respond(trade, text=shinyo.text_digest("Thanks!", salt=salt(3)),
-                       timestamp=T0 + 90_300), bob)
-    q = send(carol.propose(alice.pseudonym, context="shop.example",
-                           terms=shinyo.terms_digest(b"two chairs", salt=salt(4)),
-                           timestamp=T0 + 100), alice)
-    send(alice.accept(q.id, timestamp=T0 + 90_400), carol)
-    send(carol.cancel(q.id, timestamp=T0 + 90_500), alice)
-    send(alice.vouch(carol.pseudonym, context="shop.example", timestamp=T0 + 90_600), bob)
-    send(alice.vouch(carol.pseudonym, context="shop.example", timestamp=T0 + 90_700,
-                     active=False), bob)
-    send(bob.retract(trade, timestamp=T0 + 90_800), alice)
-    return alice, bob, carol, trade, q.id
-
-
-# -- the suites ----------------------------------------------------------------------
-
-
-def _verdict(fn: Callable[[], object]) -> str:
-    try:
-        fn()
-    except VerificationError as exc:
-        return exc.failure_class
-    return "valid"
-
-
-def _describe(e: Entry) -> dict[str, Any]:
-    return {
-        "id": e.id.hex(),
-        "author": e.author.to_text(),
-        "seq": e.seq,
-        "timestamp": e.timestamp,
-        "kind": e.kind.label,
-    }
 
 
 def entry_vectors() -> list[dict[str, Any]]:
@@ -153,12 +45,12 @@ def entry_vectors() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(comment: str, raw: bytes, expect: str | None = None) -> None:
-        got = _verdict(lambda: Entry.decode(raw))
+        got = verdict(lambda: Entry.decode(raw))
         if expect is not None and got != expect:
             raise AssertionError(f"vector {comment!r}: expected {expect}, got {got}")
         v: dict[str, Any] = {"comment": comment, "input": raw.hex(), "expect": got}
         if got == "valid":
-            v["result"] = _describe(Entry.decode(raw))
+            v["result"] = describe(Entry.decode(raw))
         out.append(v)
 
     for p in (alice, bob, carol):
@@ -257,7 +149,7 @@ def chain_vectors() -> list[dict[str, Any]]:
         def run() -> None:
             shinyo.Chain.from_entries([Entry.decode(r) for r in raws], now=now)
 
-        got = _verdict(run)
+        got = verdict(run)
         if got != expect:
             raise AssertionError(f"chain vector {comment!r}: expected {expect}, got {got}")
         v: dict[str, Any] = {"comment": comment, "input": [r.hex() for r in raws],
@@ -413,7 +305,7 @@ def fork_vectors() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(comment: str, raw: bytes, expect: str) -> None:
-        got = _verdict(lambda: ForkProof.decode(raw))
+        got = verdict(lambda: ForkProof.decode(raw))
         if got != expect:
             raise AssertionError(f"fork vector {comment!r}: expected {expect}, got {got}")
         v: dict[str, Any] = {"comment": comment, "input": raw.hex(), "expect": got}
@@ -452,7 +344,7 @@ def pseudonym_vectors() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(comment: str, text: str, expect: str) -> None:
-        got = _verdict(lambda: Pseudonym.from_text(text))
+        got = verdict(lambda: Pseudonym.from_text(text))
         if got != expect:
             raise AssertionError(f"pseudonym vector {comment!r}: expected {expect}, got {got}")
         v: dict[str, Any] = {"comment": comment, "input": text, "expect": got}
@@ -472,183 +364,6 @@ def pseudonym_vectors() -> list[dict[str, Any]]:
     add("truncated", good[:-1], "bad-pseudonym")
     add("small-order point with valid checksum",
         Pseudonym(key=bytes([1]) + bytes(31)).to_text(), "bad-pseudonym")
-    return out
-
-
-def judge_trade(raws: list[bytes]) -> tuple[str, dict[str, Any] | None]:
-    """Spec 12.4: run one trade's entries, in delivery order, through both views.
-
-    Every entry must fit its author's chain (spec 6.5), and the two-party rules
-    (spec 7.3, 7.7) are judged by the party that did *not* write it.
-    """
-    try:
-        entries = [Entry.decode(r) for r in raws]
-        chains: dict[Pseudonym, shinyo.Chain] = {}
-        views: list[shinyo.TradeSession] = []
-        for e in entries:
-            chain = chains.setdefault(e.author, shinyo.Chain(e.author))
-            chain.append(e)
-            if not views:
-                assert isinstance(e.body, Propose)
-                views = [shinyo.TradeSession(me=e.author, proposal=e),
-                         shinyo.TradeSession(me=e.body.counterparty, proposal=e)]
-                continue
-            for view in views:
-                if view.me == e.author:
-                    # acc rule broken by its author is reported by the other view.
-                    with contextlib.suppress(shinyo.LocalProtocolError):
-                        view.receive(e)
-                else:
-                    view.receive(e)
-    except VerificationError as exc:
-        return exc.failure_class, None
-    p, a = views
-    return "valid", {
-        "state": p.state.value,
-        "proposer_received": p.rating_received(),
-        "acceptor_received": a.rating_received(),
-    }
-
-
-def trade_vectors() -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-
-    def add(comment: str, entries: list[Entry], expect: str) -> None:
-        raws = [e.encode() for e in entries]
-        got, result = judge_trade(raws)
-        if got != expect:
-            raise AssertionError(f"trade vector {comment!r}: expected {expect}, got {got}")
-        v: dict[str, Any] = {"comment": comment, "input": [r.hex() for r in raws], "expect": got}
-        if result is not None:
-            v["result"] = result
-        out.append(v)
-
-    prop, acc = ident(1), ident(2)
-    pp, ap = prop.pseudonym, acc.pseudonym
-
-    class Script:
-        """Two chains written by hand, so that rule-breaking steps can be made."""
-
-        def __init__(self) -> None:
-            self.entries: list[Entry] = []
-            self.heads: dict[Pseudonym, Entry] = {}
-            self.t = T0
-
-        def put(self, who: SigningIdentity, body: shinyo.Body, dt: int = 60) -> Entry:
-            self.t += dt
-            head = self.heads.get(who.pseudonym)
-            e = Entry.create(who, seq=1 if head is None else head.seq + 1,
-                             prev=GENESIS_PREV if head is None else head.id,
-                             timestamp=self.t, body=body)
-            self.heads[who.pseudonym] = e
-            self.entries.append(e)
-            return e
-
-    def opened(ctx: str = CTX, accept_dt: int = 60) -> tuple[Script, bytes]:
-        s = Script()
-        t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
-        s.put(acc, shinyo.Accept(trade=t, proposer=pp, context=ctx), dt=accept_dt)
-        return s, t
-
-    def commit(s: Script, who: SigningIdentity, t: bytes, stars: int,
-               ack: Entry | None = None) -> Entry:
-        ratee = ap if who is prop else pp
-        c = shinyo.rating_commitment(trade=t, context=CTX, rater=who.pseudonym, ratee=ratee,
-                                     stars=stars, nonce=nonce(stars))
-        return s.put(who, shinyo.Commit(trade=t, commitment=c,
-                                        ack=None if ack is None else ack.id))
-
-    def reveal(s: Script, who: SigningIdentity, t: bytes, stars: int,
-               ack: Entry | None = None, dt: int = 60) -> Entry:
-        return s.put(who, shinyo.Reveal(trade=t, stars=stars, nonce=nonce(stars),
-                                        ack=None if ack is None else ack.id), dt=dt)
-
-    s, t = opened()
-    add("proposal and acceptance", s.entries, "valid")
-    cp = commit(s, prop, t, 5)
-    ca = commit(s, acc, t, 3, ack=cp)
-    reveal(s, prop, t, 5, ack=ca)
-    reveal(s, acc, t, 3)
-    add("proposer commits first; full blind rating", s.entries, "valid")
-
-    s, t = opened()
-    ca = commit(s, acc, t, 4)
-    cp = commit(s, prop, t, 2, ack=ca)
-    reveal(s, acc, t, 4, ack=cp)
-    reveal(s, prop, t, 2)
-    add("acceptor commits first; full blind rating", s.entries, "valid")
-
-    s, t = opened()
-    cp = commit(s, prop, t, 5)
-    ca = commit(s, acc, t, 1)
-    reveal(s, prop, t, 5, ack=ca)
-    reveal(s, acc, t, 1, ack=cp)
-    add("commit race: proposer reveals first, both ack in the reveal", s.entries, "valid")
-
-    s, t = opened()
-    s.put(acc, shinyo.Cancel(trade=t))
-    add("acceptor cancels before any commit", s.entries, "valid")
-
-    s = Script()
-    t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
-    s.put(prop, shinyo.Cancel(trade=t), dt=8 * 86_400)
-    add("proposer withdraws an unanswered offer", s.entries, "valid")
-
-    s, t = opened()
-    cp = commit(s, prop, t, 5)
-    s.put(acc, shinyo.Cancel(trade=t))
-    add("acceptor cancels after the proposer's commit: the cancel stands", s.entries, "valid")
-
-    s, t = opened(accept_dt=7 * 86_400)
-    add("accepted exactly at the end of the accept window", s.entries, "valid")
-
-    s, t = opened(accept_dt=7 * 86_400 + 1)
-    add("accepted one second after the accept window", s.entries, "trade-rule")
-    s, t = opened(ctx="other.example")
-    add("acceptance names another context", s.entries, "trade-rule")
-    s = Script()
-    t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
-    s.put(acc, shinyo.Accept(trade=t, proposer=ident(3).pseudonym, context=CTX))
-    add("acceptance names another proposer", s.entries, "trade-rule")
-    s = Script()
-    t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
-    s.put(ident(3), shinyo.Accept(trade=t, proposer=pp, context=CTX))
-    add("accepted by someone the proposal does not name", s.entries, "trade-rule")
-
-    s, t = opened()
-    cp = commit(s, prop, t, 5)
-    commit(s, acc, t, 3, ack=s.entries[0])
-    add("ack names the proposal, not the commitment", s.entries, "trade-rule")
-
-    s, t = opened()
-    cp = commit(s, prop, t, 5)
-    ca = commit(s, acc, t, 3, ack=cp)
-    reveal(s, acc, t, 3)
-    add("second committer reveals before its commitment was acknowledged", s.entries,
-        "trade-rule")
-
-    s, t = opened()
-    cp = commit(s, prop, t, 5)
-    ca = commit(s, acc, t, 1)
-    reveal(s, acc, t, 1, ack=cp)
-    add("commit race: the acceptor reveals first", s.entries, "trade-rule")
-
-    s, t = opened()
-    s.put(acc, shinyo.Cancel(trade=t))
-    commit(s, prop, t, 5)
-    add("commit after the counterparty cancelled", s.entries, "trade-rule")
-
-    s = Script()
-    t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
-    s.t -= 120  # the acceptor's clock claims a time before the proposal
-    s.put(acc, shinyo.Accept(trade=t, proposer=pp, context=CTX))
-    add("acceptance older than the proposal", s.entries, "timestamp-regression")
-
-    s, t = opened()
-    cp = commit(s, prop, t, 5)
-    s.t -= 600
-    commit(s, acc, t, 3, ack=cp)
-    add("ack older than the commitment it acknowledges", s.entries, "timestamp-regression")
     return out
 
 
