@@ -147,10 +147,9 @@ class Accept:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Cancel:
-    """``trade.cancel``: end a trade before this party's rating (spec 5.3)."""
+class _TradeOnly:
+    """A body that names a trade and nothing else."""
 
-    kind: ClassVar[Kind] = Kind.TRADE_CANCEL
     trade: bytes
 
     def __post_init__(self) -> None:
@@ -158,6 +157,13 @@ class Cancel:
 
     def to_cbor(self) -> list[Any]:
         return [self.trade]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel(_TradeOnly):
+    """``trade.cancel``: end a trade before this party's rating (spec 5.3)."""
+
+    kind: ClassVar[Kind] = Kind.TRADE_CANCEL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,17 +215,10 @@ class Reveal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Retract:
+class Retract(_TradeOnly):
     """``rate.retract``: the rater withdraws its revealed rating (spec 5.6)."""
 
     kind: ClassVar[Kind] = Kind.RATE_RETRACT
-    trade: bytes
-
-    def __post_init__(self) -> None:
-        _hash(self.trade, "trade")
-
-    def to_cbor(self) -> list[Any]:
-        return [self.trade]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -205,6 +205,13 @@ class Chain:
             )
         return view
 
+    def _open(
+        self, entry: Entry, trade: bytes, role: Role, counterparty: Pseudonym, context: str
+    ) -> None:
+        self._trades[trade] = TradeView(
+            trade=trade, role=role, counterparty=counterparty, context=context, opened=entry
+        )
+
     def _apply(self, entry: Entry) -> None:
         body = entry.body
 
@@ -214,25 +221,13 @@ class Chain:
         if isinstance(body, Propose):
             if body.counterparty == self.author:
                 raise violation("a pseudonym cannot trade with itself")
-            self._trades[entry.id] = TradeView(
-                trade=entry.id,
-                role=Role.PROPOSER,
-                counterparty=body.counterparty,
-                context=body.context,
-                opened=entry,
-            )
+            self._open(entry, entry.id, Role.PROPOSER, body.counterparty, body.context)
         elif isinstance(body, Accept):
             if body.proposer == self.author:
                 raise violation("a pseudonym cannot accept its own proposal")
             if body.trade in self._trades:
                 raise violation("this chain already proposed or accepted that trade")
-            self._trades[body.trade] = TradeView(
-                trade=body.trade,
-                role=Role.ACCEPTOR,
-                counterparty=body.proposer,
-                context=body.context,
-                opened=entry,
-            )
+            self._open(entry, body.trade, Role.ACCEPTOR, body.proposer, body.context)
         elif isinstance(body, Cancel):
             view = self._known(entry, body.trade)
             if view.cancel is not None:
