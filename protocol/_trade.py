@@ -96,6 +96,11 @@ _SHARED: dict[tuple[TradeState, Event], TradeState] = {
     (S.THEY_REVEAL_FIRST, E.THEIR_REVEAL): S.THEY_REVEALED,
     (S.I_REVEALED, E.THEIR_REVEAL): S.COMPLETE,
     (S.THEY_REVEALED, E.MY_REVEAL): S.COMPLETE,
+    # Entries that crossed a cancellation in flight are void: the cancel stands
+    # (spec 7.8).  Found by the interleaving tests: an honest commit sent before
+    # the cancel arrived must not be called a violation.
+    (S.CANCELLED, E.THEIR_COMMIT): S.CANCELLED,
+    (S.CANCELLED, E.THEIR_CANCEL): S.CANCELLED,
 }
 
 #: The whole protocol as seen from each role: any (state, event) pair not listed
@@ -109,6 +114,7 @@ TRANSITIONS: dict[Role, dict[tuple[TradeState, Event], TradeState]] = {
         (S.OFFERED_OUT, E.MY_CANCEL): S.CANCELLED,  # withdraw an unanswered offer
         (S.I_COMMITTED, E.THEIR_COMMIT): S.I_REVEAL_FIRST,  # race: I reveal first
         (S.THEY_COMMITTED, E.MY_COMMIT): S.I_REVEAL_FIRST,  # race: I reveal first
+        (S.CANCELLED, E.THEIR_ACCEPT): S.CANCELLED,  # an accept that crossed my withdrawal
     },
     Role.ACCEPTOR: {
         **_SHARED,

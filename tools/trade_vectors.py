@@ -178,7 +178,22 @@ def trade_vectors() -> list[dict[str, Any]]:
     s, t = opened()
     s.put(acc, shinyo.Cancel(trade=t))
     commit(s, prop, t, 5)
-    add("commit after the counterparty cancelled", s.entries, "trade-rule")
+    add("a commit crossing the counterparty's cancel is void: the cancel stands", s.entries,
+        "valid")
+
+    s = Script()
+    t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
+    s.put(prop, shinyo.Cancel(trade=t))
+    s.put(acc, shinyo.Accept(trade=t, proposer=pp, context=CTX))
+    add("an acceptance crossing the proposer's withdrawal: the withdrawal stands", s.entries,
+        "valid")
+
+    s, t = opened()
+    cp = commit(s, prop, t, 5)
+    ca = commit(s, acc, t, 3, ack=cp)
+    reveal(s, prop, t, 5, ack=ca)
+    s.put(acc, shinyo.Cancel(trade=t))
+    add("cancel after one's own commit", s.entries, "trade-rule")
 
     s = Script()
     t = s.put(prop, Propose(counterparty=ap, context=CTX, terms=bytes(32))).id
