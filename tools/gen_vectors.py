@@ -75,6 +75,9 @@ def entry_vectors() -> list[dict[str, Any]]:
     add("truncated by one byte", a1.encode()[:-1], "malformed")
     add("not CBOR at all (a break byte)", b"\xff", "malformed")
     add("envelope is a map", bytes(cbor2.dumps({1: a1.payload, 2: a1.signature})), "malformed")
+    add("envelope is a map with a duplicate key",
+        b"\xa2\x01" + bytes(cbor2.dumps(a1.payload)) + b"\x01" + bytes(cbor2.dumps(a1.signature)),
+        "malformed")
     add("envelope with three items",
         bytes(cbor2.dumps([a1.payload, a1.signature, b""])), "malformed")
     add("signature of 63 bytes", envelope(a1.payload, a1.signature[:63]), "malformed")
@@ -331,6 +334,8 @@ def fork_vectors() -> list[dict[str, Any]]:
     add("different seqs", enc(PROTOCOL_VERSION, a.encode(), b.encode()), "invalid-fork-proof")
     add("version 2", enc(2, lo, hi), "unsupported-version")
     add("only one entry", enc(PROTOCOL_VERSION, lo), "malformed")
+    add("a map with a duplicate key", b"\xa2\x01" + bytes(cbor2.dumps(lo)) + b"\x01"
+        + bytes(cbor2.dumps(hi)), "non-canonical")
     add("entries as arrays, not byte strings",
         enc(PROTOCOL_VERSION, cbor2.loads(lo), cbor2.loads(hi)), "malformed")
     bad = bytearray(hi)
