@@ -39,13 +39,14 @@ from ._errors import (
     BrokenLink,
     DecodeError,
     InvalidBody,
+    InvalidPseudonym,
     LocalProtocolError,
     NonCanonical,
     Oversize,
     UnsupportedVersion,
     VerificationError,
 )
-from ._identity import Pseudonym, SigningIdentity
+from ._identity import Pseudonym, SigningIdentity, is_valid_key
 
 __all__ = ["Entry", "entry_id"]
 
@@ -222,7 +223,11 @@ class Entry:
         if cbor2.dumps(fields) != payload:  # 6
             raise NonCanonical("entry payload is not in deterministic encoding", seq=seq)
         who = Pseudonym(key=author)
-        if not who.verify(DST_ENTRY_SIG + payload, signature):  # 7
+        if not is_valid_key(author):  # 7a: as the text form requires (spec 4.1)
+            raise InvalidPseudonym(
+                "author is not a valid Ed25519 key in the prime-order subgroup", seq=seq
+            )
+        if not who.verify(DST_ENTRY_SIG + payload, signature):  # 7b
             raise BadSignature(
                 f"signature does not verify under author {who.short()}", seq=seq
             )

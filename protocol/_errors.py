@@ -81,7 +81,10 @@ class NonCanonical(DecodeError):
 
 
 class Oversize(DecodeError):
-    """An object or field is larger than its limit (spec 3.3)."""
+    """An encoded object is larger than its limit (spec 3.3).
+
+    A field out of its range is ``malformed`` or ``invalid-body`` instead.
+    """
 
     failure_class = "oversize"
 
@@ -93,7 +96,7 @@ class UnsupportedVersion(DecodeError):
 
 
 class InvalidPseudonym(DecodeError):
-    """A pseudonym's text form is mistyped or its key is not a valid point."""
+    """A pseudonym's text is mistyped, or a key is not a valid point (spec 4)."""
 
     failure_class = "bad-pseudonym"
 
@@ -129,7 +132,7 @@ class BrokenLink(VerificationError):
 
 
 class TimestampRegression(VerificationError):
-    """An entry is older than the entry it follows or references (spec 6.3)."""
+    """An entry is older than the entry it follows or references (spec 6.5, 7.7)."""
 
     failure_class = "timestamp-regression"
 

@@ -73,6 +73,16 @@ def _from_5bit(groups: list[int]) -> bytes | None:
 
 
 @functools.lru_cache(maxsize=4096)
+def is_valid_key(key: bytes) -> bool:
+    """On the curve, canonical, not small order, in the prime-order subgroup (spec 4.1).
+
+    Cached: one author signs many entries, and the check costs a scalar
+    multiplication.
+    """
+    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(key))
+
+
+@functools.lru_cache(maxsize=4096)
 def _verify_key(key: bytes) -> nacl.signing.VerifyKey:
     # Building a VerifyKey is cheap but not free; chains repeat one author.
     return nacl.signing.VerifyKey(key)
@@ -82,9 +92,9 @@ def _verify_key(key: bytes) -> nacl.signing.VerifyKey:
 class Pseudonym:
     """A participant: an Ed25519 public key (spec 4.1).
 
-    Construction checks only the length, so decoding stays fast; the key's
-    validity as a curve point is checked by signature verification (which
-    rejects small-order and non-canonical keys) and by :meth:`from_text`.
+    Construction checks only the length; whether the key is a valid point in
+    the prime-order subgroup is checked (once per key, cached) by
+    :meth:`from_text` and by entry decoding before the signature (spec 6.4).
     """
 
     key: bytes
@@ -98,6 +108,10 @@ class Pseudonym:
         """Parse ``sy1...``; raise :class:`InvalidPseudonym` on any typo."""
         if not isinstance(text, str):
             raise InvalidPseudonym("a pseudonym's text form is a string starting 'sy1'")
+        if not text.isascii():
+            # str.lower() would fold e.g. U+212A KELVIN SIGN into "k": a look-alike
+            # string must not parse as someone's key.
+            raise InvalidPseudonym("a pseudonym is plain ASCII; this text has other characters")
         if text != text.lower() and text != text.upper():
             raise InvalidPseudonym("mixed upper and lower case is not a valid pseudonym")
         s = text.lower()
@@ -116,7 +130,7 @@ class Pseudonym:
         key = _from_5bit(groups[:-6])
         if key is None or len(key) != KEY_SIZE:
             raise InvalidPseudonym(f"{text!r} does not encode a {KEY_SIZE}-byte key")
-        if not nacl.bindings.crypto_core_ed25519_is_valid_point(key):
+        if not is_valid_key(key):
             raise InvalidPseudonym(f"{text!r} is not a valid Ed25519 public key")
         return cls(key=key)
 

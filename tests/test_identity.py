@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import cbor2
+import nacl.signing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shinyo import InvalidPseudonym, LocalProtocolError, Pseudonym, SigningIdentity
+from shinyo import Entry, InvalidPseudonym, LocalProtocolError, Pseudonym, SigningIdentity
+from shinyo._constants import DST_ENTRY_SIG
+from shinyo.tools.craft import mixed_order_entry
 
 from .conftest import identity
 
@@ -91,3 +95,19 @@ def test_verify_and_short_label() -> None:
     assert repr(me.pseudonym).startswith("Pseudonym(sy1")
     assert str(me.pseudonym) == me.pseudonym.to_text()
     assert "seed" not in repr(me).split("pseudonym")[0] or "b'" not in repr(me)
+
+
+def test_mixed_order_author_is_rejected_although_libsodium_verifies() -> None:
+    raw, author = mixed_order_entry(
+        lambda key, ts: [1, key, 1, bytes(32), ts, 3, [bytes(32)]])
+    payload, sig = cbor2.loads(raw)
+    nacl.signing.VerifyKey(author).verify(DST_ENTRY_SIG + payload, sig)  # libsodium: fine
+    with pytest.raises(InvalidPseudonym, match="prime-order"):
+        Entry.decode(raw)
+
+
+def test_kelvin_sign_is_not_k() -> None:
+    text = identity(1).pseudonym.to_text().upper()
+    assert "K" in text
+    with pytest.raises(InvalidPseudonym, match="ASCII"):
+        Pseudonym.from_text(text.replace("K", "\u212a", 1))

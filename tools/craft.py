@@ -8,10 +8,12 @@ at exactly the check it targets.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import cbor2
+import nacl.bindings
 
 import shinyo
 from shinyo import Entry, Participant, SigningIdentity, VerificationError
@@ -53,6 +55,39 @@ def sign_payload(who: SigningIdentity, payload: bytes) -> bytes:
 
 def resign(who: SigningIdentity, fields: list[Any]) -> bytes:
     return sign_payload(who, bytes(cbor2.dumps(fields)))
+
+
+# An Ed25519 point of order 8 (libsodium's small-order blocklist).
+_TORSION8 = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def mixed_order_entry(fields_for: Callable[[bytes, int], list[Any]]) -> tuple[bytes, bytes]:
+    """An entry validly signed under a key with a small-order component.
+
+    The key is A' = A + T8.  A signature made with A's secret scalar verifies
+    under A' (cofactorless, as libsodium checks) whenever the challenge k is a
+    multiple of 8, since then [k]T8 vanishes; so we vary the timestamp until it
+    is.  ``fields_for(author_key, timestamp)`` builds the payload array.
+    Returns (encoded entry, author key).
+    """
+    h = hashlib.sha512(bytes([0x42]) * 32).digest()
+    scalar = bytearray(h[:32])
+    scalar[0] &= 248
+    scalar[31] = (scalar[31] & 127) | 64
+    a = int.from_bytes(scalar, "little") % _L
+    base = nacl.bindings.crypto_scalarmult_ed25519_base_noclamp(a.to_bytes(32, "little"))
+    author = nacl.bindings.crypto_core_ed25519_add(base, _TORSION8)
+    for ts in range(T0, T0 + 1000):
+        payload = bytes(cbor2.dumps(fields_for(author, ts)))
+        msg = DST_ENTRY_SIG + payload
+        r = int.from_bytes(hashlib.sha512(h[32:] + msg).digest(), "little") % _L
+        big_r = nacl.bindings.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+        k = int.from_bytes(hashlib.sha512(big_r + author + msg).digest(), "little") % _L
+        if k % 8 == 0:
+            sig = big_r + ((r + k * a) % _L).to_bytes(32, "little")
+            return envelope(payload, sig), author
+    raise AssertionError("no timestamp gave a challenge divisible by 8")  # pragma: no cover
 
 
 def story() -> tuple[Participant, Participant, Participant, bytes, bytes]:

@@ -29,6 +29,7 @@ from .craft import (
     envelope,
     fields_of,
     ident,
+    mixed_order_entry,
     nonce,
     resign,
     sign_payload,
@@ -71,6 +72,9 @@ def entry_vectors() -> list[dict[str, Any]]:
     add("author replaced by another key, original signature",
         envelope(bytes(cbor2.dumps([f[0], ident(2).pseudonym.key, *f[2:]])), a1.signature),
         "bad-signature")
+    mixed, _ = mixed_order_entry(lambda key, ts: [*f[:1], key, *f[2:4], ts, *f[5:]])
+    add("author key with a small-order component; its signature verifies under libsodium",
+        mixed, "bad-pseudonym")
     add("empty input", b"", "malformed")
     add("truncated by one byte", a1.encode()[:-1], "malformed")
     add("not CBOR at all (a break byte)", b"\xff", "malformed")
@@ -367,6 +371,13 @@ def pseudonym_vectors() -> list[dict[str, Any]]:
     add("mixed case", good[:30] + good[30:].upper(), "bad-pseudonym")
     add("wrong human-readable part", "sz" + good[2:], "bad-pseudonym")
     add("truncated", good[:-1], "bad-pseudonym")
+    kelvin = good.upper().replace("K", "\u212a", 1)
+    assert kelvin != good.upper()
+    add("upper case with U+212A KELVIN SIGN for K (lower() would fold it)", kelvin,
+        "bad-pseudonym")
+    mixed_key = mixed_order_entry(lambda key, ts: [1, key, 1, bytes(32), ts, 3, [bytes(32)]])[1]
+    add("key with a small-order component, valid checksum",
+        Pseudonym(key=mixed_key).to_text(), "bad-pseudonym")
     add("small-order point with valid checksum",
         Pseudonym(key=bytes([1]) + bytes(31)).to_text(), "bad-pseudonym")
     return out
