@@ -55,12 +55,14 @@ from ._errors import (
 )
 from ._fork import ForkProof
 from ._identity import Pseudonym, SigningIdentity
+from ._outcome import Outcome, TradeOutcome, classify
 from ._participant import Participant
 from ._trade import (
     TRANSITIONS,
     Action,
     Event,
     RatingOpening,
+    Side,
     Step,
     TradeSession,
     TradeState,
@@ -96,6 +98,7 @@ __all__ = [
     "Kind",
     "LocalProtocolError",
     "NonCanonical",
+    "Outcome",
     "Oversize",
     "Participant",
     "Propose",
@@ -107,9 +110,11 @@ __all__ = [
     "Role",
     "SeqGap",
     "ShinyoError",
+    "Side",
     "SigningIdentity",
     "Step",
     "TimestampRegression",
+    "TradeOutcome",
     "TradeRuleViolation",
     "TradeSession",
     "TradeState",
@@ -120,6 +125,7 @@ __all__ = [
     "Vouch",
     "WrongAuthor",
     "__version__",
+    "classify",
     "entry_id",
     "rating_commitment",
     "terms_digest",

@@ -40,7 +40,7 @@ from ._entry import Entry
 from ._errors import LocalProtocolError, TimestampRegression, TradeRuleViolation
 from ._identity import Pseudonym
 
-__all__ = ["Action", "Event", "RatingOpening", "Step", "TradeSession", "TradeState"]
+__all__ = ["Action", "Event", "RatingOpening", "Side", "Step", "TradeSession", "TradeState"]
 
 
 class TradeState(enum.Enum):
@@ -165,7 +165,9 @@ class RatingOpening:
 
 
 @dataclass(slots=True)
-class _Side:
+class Side:
+    """One party's entries for a trade, as held so far (read them; do not edit)."""
+
     opened: Entry | None = None
     cancel: Entry | None = None
     commit: Entry | None = None
@@ -190,8 +192,8 @@ class TradeSession:
         self.them = body.counterparty if me == proposal.author else proposal.author
         self.context = body.context
         self.role = Role.PROPOSER if me == proposal.author else Role.ACCEPTOR
-        self._mine = _Side()
-        self._theirs = _Side()
+        self._mine = Side()
+        self._theirs = Side()
         if me == self.proposer:
             self._mine.opened = proposal
             self.state = TradeState.OFFERED_OUT
@@ -199,6 +201,14 @@ class TradeSession:
             self._theirs.opened = proposal
             self.state = TradeState.OFFERED_IN
         self.opening: RatingOpening | None = None
+
+    @property
+    def mine(self) -> Side:
+        return self._mine
+
+    @property
+    def theirs(self) -> Side:
+        return self._theirs
 
     @property
     def i_am_proposer(self) -> bool:
@@ -266,7 +276,7 @@ class TradeSession:
         return Event[("MY_" if mine else "THEIR_") + name]
 
     def _cross_check(
-        self, entry: Entry, side: _Side, other: _Side, error: type[Exception]
+        self, entry: Entry, side: Side, other: Side, error: type[Exception]
     ) -> None:
         """Rules that need both chains (spec 7.7)."""
         body = entry.body
