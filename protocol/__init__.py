@@ -57,6 +57,7 @@ from ._fork import ForkProof
 from ._identity import Pseudonym, SigningIdentity
 from ._outcome import Outcome, TradeOutcome, classify
 from ._participant import Participant
+from ._scoring import POLICIES, TIERS, Policy, ScoreReport, Tier, Verdict, meets, score
 from ._trade import (
     TRANSITIONS,
     Action,
@@ -75,8 +76,10 @@ __all__ = [
     "COMMIT_WINDOW",
     "MAX_CLOCK_SKEW",
     "MAX_ENTRY_SIZE",
+    "POLICIES",
     "PROTOCOL_VERSION",
     "RESPONSE_WINDOW",
+    "TIERS",
     "TRANSITIONS",
     "Accept",
     "Action",
@@ -101,6 +104,7 @@ __all__ = [
     "Outcome",
     "Oversize",
     "Participant",
+    "Policy",
     "Propose",
     "Pseudonym",
     "RatingOpening",
@@ -108,11 +112,13 @@ __all__ = [
     "Retract",
     "Reveal",
     "Role",
+    "ScoreReport",
     "SeqGap",
     "ShinyoError",
     "Side",
     "SigningIdentity",
     "Step",
+    "Tier",
     "TimestampRegression",
     "TradeOutcome",
     "TradeRuleViolation",
@@ -121,13 +127,16 @@ __all__ = [
     "TradeView",
     "UnknownTrade",
     "UnsupportedVersion",
+    "Verdict",
     "VerificationError",
     "Vouch",
     "WrongAuthor",
     "__version__",
     "classify",
     "entry_id",
+    "meets",
     "rating_commitment",
+    "score",
     "terms_digest",
     "text_digest",
 ]

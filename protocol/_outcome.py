@@ -55,6 +55,7 @@ class TradeOutcome:
     given: int | None  # the stars the subject revealed for the counterparty, if any
     at: int | None  # when the outcome was settled (reveal, cancel or deadline time)
     reason: str
+    cancelled_by: Pseudonym | None = None
 
 
 def _reveal_order(s: TradeSession) -> bool | None:
@@ -87,17 +88,20 @@ def classify(session: TradeSession, *, now: int, silent_until: int | None = None
     s, mine, theirs = session, session.mine, session.theirs
     given = None if mine.retract is not None else _stars(mine.reveal)
 
-    def result(outcome: Outcome, stars: int | None, at: int | None, reason: str) -> TradeOutcome:
+    def result(outcome: Outcome, stars: int | None, at: int | None, reason: str,
+               cancelled_by: Pseudonym | None = None) -> TradeOutcome:
         return TradeOutcome(
             trade=s.trade, subject=s.me, counterparty=s.them, context=s.context, role=s.role,
             outcome=outcome, stars=stars, given=given, at=at, reason=reason,
+            cancelled_by=cancelled_by,
         )
 
     # Row 1: a cancellation held from either side stands.
     cancel = mine.cancel or theirs.cancel
     if cancel is not None:
         who = "subject" if cancel is mine.cancel else "counterparty"
-        return result(Outcome.CANCELLED, None, cancel.timestamp, f"cancelled by the {who}")
+        return result(Outcome.CANCELLED, None, cancel.timestamp, f"cancelled by the {who}",
+                      cancelled_by=cancel.author)
 
     if s.role is Role.ACCEPTOR and mine.opened is None:
         raise LocalProtocolError("not a trade of the subject: it never accepted the offer")
