@@ -27,6 +27,8 @@ from ._constants import (
     COMMIT_WINDOW,
     MAX_CLOCK_SKEW,
     MAX_ENTRY_SIZE,
+    MAX_PROOF_SIZE,
+    PROOF_MAGIC,
     PROTOCOL_VERSION,
     RESPONSE_WINDOW,
 )
@@ -37,7 +39,9 @@ from ._errors import (
     BrokenLink,
     CommitmentMismatch,
     DecodeError,
+    Forked,
     FutureTimestamp,
+    Incomplete,
     InvalidBody,
     InvalidFork,
     InvalidPseudonym,
@@ -57,6 +61,7 @@ from ._fork import ForkProof
 from ._identity import Pseudonym, SigningIdentity
 from ._outcome import Outcome, TradeOutcome, classify
 from ._participant import Participant
+from ._proof import ProofReport, build_proof, verify_proof
 from ._scoring import POLICIES, TIERS, Policy, ScoreReport, Tier, Verdict, meets, score
 from ._trade import (
     TRANSITIONS,
@@ -76,7 +81,9 @@ __all__ = [
     "COMMIT_WINDOW",
     "MAX_CLOCK_SKEW",
     "MAX_ENTRY_SIZE",
+    "MAX_PROOF_SIZE",
     "POLICIES",
+    "PROOF_MAGIC",
     "PROTOCOL_VERSION",
     "RESPONSE_WINDOW",
     "TIERS",
@@ -94,7 +101,9 @@ __all__ = [
     "Entry",
     "Event",
     "ForkProof",
+    "Forked",
     "FutureTimestamp",
+    "Incomplete",
     "InvalidBody",
     "InvalidFork",
     "InvalidPseudonym",
@@ -105,6 +114,7 @@ __all__ = [
     "Oversize",
     "Participant",
     "Policy",
+    "ProofReport",
     "Propose",
     "Pseudonym",
     "RatingOpening",
@@ -132,6 +142,7 @@ __all__ = [
     "Vouch",
     "WrongAuthor",
     "__version__",
+    "build_proof",
     "classify",
     "entry_id",
     "meets",
@@ -139,4 +150,5 @@ __all__ = [
     "score",
     "terms_digest",
     "text_digest",
+    "verify_proof",
 ]

@@ -52,3 +52,12 @@ RESPONSE_WINDOW: Final = 14 * DAY
 """Acknowledging the counterparty's commitment, and revealing once able to."""
 MAX_CLOCK_SKEW: Final = 10 * 60
 """How far in the future (by the verifier's clock) an entry may claim to be."""
+
+# -- Proof bundles (spec/proof.md) ------------------------------------------------
+PROOF_MAGIC: Final = b"SHINYO-PROOF\x00"
+"""The first bytes of every proof file, before its one CBOR item."""
+PROOF_VERSION: Final = 1
+MAX_PROOF_SIZE: Final = 64 * 1024 * 1024
+MAX_PROOF_ENTRIES: Final = 2**18
+EVIDENCE_SPAN: Final = ACCEPT_WINDOW + COMMIT_WINDOW + 2 * RESPONSE_WINDOW
+"""How far past a counterparty's last entry for a trade a builder includes its chain."""

@@ -25,7 +25,9 @@ __all__ = [
     "BrokenLink",
     "CommitmentMismatch",
     "DecodeError",
+    "Forked",
     "FutureTimestamp",
+    "Incomplete",
     "InvalidBody",
     "InvalidFork",
     "InvalidPseudonym",
@@ -159,6 +161,18 @@ class CommitmentMismatch(VerificationError):
     """A reveal does not open the commitment its author made (spec 7.4)."""
 
     failure_class = "commitment-mismatch"
+
+
+class Incomplete(VerificationError):
+    """A proof leaves out an entry that an included entry depends on (spec proof.md 3)."""
+
+    failure_class = "incomplete"
+
+
+class Forked(VerificationError):
+    """The proof's subject signed two different entries at one seq (spec 8)."""
+
+    failure_class = "forked"
 
 
 class InvalidFork(VerificationError):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import shinyo
-from shinyo import Chain, Entry, ForkProof, Pseudonym, VerificationError
+from shinyo import Chain, Entry, ForkProof, Pseudonym, VerificationError, verify_proof
 from shinyo.tools import gen_vectors
 from shinyo.tools.trade_vectors import judge_trade
 
@@ -104,3 +104,11 @@ def test_trade_vector(v: dict[str, Any]) -> None:
     got, result = judge_trade([bytes.fromhex(h) for h in v["input"]])
     assert got == v["expect"], v["comment"]
     assert result == v.get("result")
+
+
+@pytest.mark.parametrize("v", load("proofs.json"), ids=lambda v: str(v["id"]))
+def test_proof_vector(v: dict[str, Any]) -> None:
+    raw = bytes.fromhex(v["input"])
+    assert verdict(verify_proof, raw, now=v["now"]) == v["expect"], v["comment"]
+    if v["expect"] == "valid":
+        assert verify_proof(raw, now=v["now"]).to_json_obj() == v["result"]

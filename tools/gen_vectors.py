@@ -36,6 +36,7 @@ from .craft import (
     story,
     verdict,
 )
+from .proof_vectors import proof_vectors
 from .trade_vectors import trade_vectors
 
 SCHEMA = "shinyo-vectors/1"
@@ -389,6 +390,7 @@ SUITES: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
     "fork_proofs.json": ("fork-proof", fork_vectors),
     "pseudonyms.json": ("pseudonym", pseudonym_vectors),
     "trades.json": ("trade", trade_vectors),
+    "proofs.json": ("proof", proof_vectors),
 }
 
 

@@ -1,0 +1,382 @@
+"""Proof bundles: one file that proves a pseudonym's rating history (spec/proof.md).
+
+File layout::
+
+    "SHINYO-PROOF" 0x00 || canonical CBOR of
+    proof = [version: 1, subject: key, own: [* entry-bstr],
+             others: [* [key, [* entry-bstr]]], forks: [* fork-proof-bstr]]
+
+``own`` is the subject's whole chain, seq 1 to its head.  ``others`` holds, per
+counterparty (keys ascending, entries by seq ascending), every entry the
+subject's trades depend on, plus *evidence*: runs of the counterparty's chain
+after its last entry for a trade that show it stayed silent.  ``forks`` are
+fork proofs the holder knows of.
+
+Verification (:func:`verify_proof`) rejects anything malformed, forged,
+incomplete or forked with a typed :class:`VerificationError`; otherwise it
+classifies every trade of the subject (spec 7.8) and scores them.  Memory and
+time are bounded by the size limits checked before any decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._body import Commit, Propose, Response, Reveal
+from ._cbor import decode_canonical, encode
+from ._chain import Chain, Role
+from ._constants import (
+    EVIDENCE_SPAN,
+    KEY_SIZE,
+    MAX_CLOCK_SKEW,
+    MAX_PROOF_ENTRIES,
+    MAX_PROOF_SIZE,
+    PROOF_MAGIC,
+    PROOF_VERSION,
+)
+from ._entry import Entry
+from ._errors import (
+    BrokenLink,
+    DecodeError,
+    Forked,
+    FutureTimestamp,
+    Incomplete,
+    LocalProtocolError,
+    Oversize,
+    SeqGap,
+    TradeRuleViolation,
+    UnsupportedVersion,
+    VerificationError,
+    WrongAuthor,
+)
+from ._fork import ForkProof
+from ._identity import Pseudonym
+from ._outcome import TradeOutcome, classify
+from ._scoring import Policy, ScoreReport, score
+from ._trade import TradeSession
+
+__all__ = ["ProofReport", "build_proof", "verify_proof"]
+
+
+def _trade_of(entry: Entry) -> bytes | None:
+    if isinstance(entry.body, Propose):
+        return entry.id
+    trade = getattr(entry.body, "trade", None)
+    return trade if isinstance(trade, bytes) else None
+
+
+def _by_trade(entries: Sequence[Entry]) -> dict[bytes, list[Entry]]:
+    """Group entries by the trade they belong to, in one pass (cost stays linear)."""
+    groups: dict[bytes, list[Entry]] = {}
+    for e in entries:
+        trade = _trade_of(e)
+        if trade is not None:
+            groups.setdefault(trade, []).append(e)
+    return groups
+
+
+# -- building -----------------------------------------------------------------------
+
+
+def build_proof(
+    subject: Chain,
+    counterparties: Mapping[Pseudonym, Chain],
+    *,
+    forks: Sequence[ForkProof] = (),
+) -> bytes:
+    """The proof file for ``subject``'s chain, from the chains a holder keeps.
+
+    Raises :class:`LocalProtocolError` if a counterparty entry the subject's
+    chain depends on is not among ``counterparties`` (the proof would be
+    ``incomplete``).
+    """
+    wanted: dict[Pseudonym, set[int]] = {}
+    groups: dict[Pseudonym, dict[bytes, list[Entry]]] = {}
+    for trade, view in subject.trades.items():
+        them = counterparties.get(view.counterparty)
+        if them is None:
+            raise LocalProtocolError(
+                f"the chain of counterparty {view.counterparty.short()} is needed for trade "
+                f"{trade.hex()[:16]}…")
+        if view.counterparty not in groups:
+            groups[view.counterparty] = _by_trade(them.entries)
+        seqs = wanted.setdefault(view.counterparty, set())
+        theirs = groups[view.counterparty].get(trade, [])
+        seqs.update(e.seq for e in theirs)
+        if not theirs:
+            continue
+        # Evidence of silence: the counterparty's chain after its last entry for
+        # the trade, far enough to pass every deadline that entry could start.
+        last = theirs[-1]
+        for seq in range(last.seq + 1, len(them) + 1):
+            seqs.add(seq)
+            if them[seq].timestamp > last.timestamp + EVIDENCE_SPAN:
+                break
+    others = []
+    for who in sorted(wanted, key=lambda p: p.key):
+        chain = counterparties[who]
+        others.append([who.key, [chain[s].encode() for s in sorted(wanted[who])]])
+    body = [
+        PROOF_VERSION,
+        subject.author.key,
+        [e.encode() for e in subject.entries],
+        others,
+        sorted(f.encode() for f in forks),
+    ]
+    data = PROOF_MAGIC + encode(body)
+    if len(data) > MAX_PROOF_SIZE:
+        raise LocalProtocolError(f"the proof would exceed {MAX_PROOF_SIZE} bytes")
+    return data
+
+
+# -- verifying ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProofReport:
+    """The verdict on a valid proof: every trade classified, and the scores."""
+
+    subject: Pseudonym
+    head_seq: int
+    as_of: int
+    trades: tuple[TradeOutcome, ...]
+    scores: ScoreReport
+    forked_counterparties: tuple[Pseudonym, ...]
+    entries: int
+    size: int
+
+    def to_json_obj(self) -> dict[str, Any]:
+        """The documented JSON form (spec/proof.md 5); stable key order by sorting."""
+        s = self.scores
+        return {
+            "schema": "shinyo-verify/1",
+            "valid": True,
+            "subject": self.subject.to_text(),
+            "as_of": self.as_of,
+            "head_seq": self.head_seq,
+            "entries": self.entries,
+            "bytes": self.size,
+            "tier": s.tier,
+            "scores": s.scores,
+            "window_mean": s.window_mean,
+            "window_count": s.window_count,
+            "completion_rate": s.completion_rate,
+            "reveal_rate": s.reveal_rate,
+            "counts": s.counts,
+            "forked_counterparties": [p.to_text() for p in self.forked_counterparties],
+            "trades": [
+                {
+                    "trade": t.trade.hex(),
+                    "role": t.role.value,
+                    "counterparty": t.counterparty.to_text(),
+                    "context": t.context,
+                    "status": t.outcome.value,
+                    "stars": t.stars,
+                    "given": t.given,
+                    "at": t.at,
+                    "reason": t.reason,
+                }
+                for t in self.trades
+            ],
+        }
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if type(value) is not list:
+        raise DecodeError(f"proof: {what} must be an array")
+    return value
+
+
+def _decode_others(raw: list[Any], subject: Pseudonym, now: int | None
+                   ) -> dict[Pseudonym, list[Entry]]:
+    others: dict[Pseudonym, list[Entry]] = {}
+    previous: bytes | None = None
+    for group in raw:
+        if type(group) is not list or len(group) != 2:
+            raise DecodeError("proof: each counterparty group is [key, [entries]]")
+        key, items = group
+        if type(key) is not bytes or len(key) != KEY_SIZE:
+            raise DecodeError("proof: a counterparty key must be 32 bytes")
+        if previous is not None and key <= previous:
+            raise DecodeError("proof: counterparty groups must be sorted by key, no repeats")
+        previous = key
+        who = Pseudonym(key=key)
+        if who == subject:
+            raise DecodeError("proof: the subject's entries belong in 'own', not 'others'")
+        entries = [_entry(b) for b in _list(items, "a counterparty's entries")]
+        for i, e in enumerate(entries):
+            if e.author != who:
+                raise WrongAuthor(f"listed under {who.short()}", seq=e.seq)
+            if now is not None and e.timestamp > now + MAX_CLOCK_SKEW:
+                raise FutureTimestamp(f"timestamp {e.timestamp} is past now={now}", seq=e.seq)
+            if i and e.seq <= entries[i - 1].seq:
+                raise SeqGap("a counterparty's entries must be in ascending seq order",
+                             seq=e.seq)
+            if i and e.seq == entries[i - 1].seq + 1 and e.prev != entries[i - 1].id:
+                raise BrokenLink("prev is not the id of the entry before it", seq=e.seq)
+        others[who] = entries
+    return others
+
+
+def _entry(raw: object) -> Entry:
+    if type(raw) is not bytes:
+        raise DecodeError("proof: entries are byte strings")
+    return Entry.decode(raw)
+
+
+def _feed(session: TradeSession, mine: list[Entry], theirs: list[Entry]) -> None:
+    """Deliver both parties' entries in an order the session accepts (spec 7.7).
+
+    The earlier entry goes first; if the session refuses it, the other party's
+    next entry is tried: a verifier accepts the trade if such an order exists.
+    """
+    i = j = 0
+    while i < len(mine) or j < len(theirs):
+        options = []
+        if i < len(mine):
+            options.append((mine[i].timestamp, 0))
+        if j < len(theirs):
+            options.append((theirs[j].timestamp, 1))
+        options.sort()
+        first_error: Exception | None = None
+        for _, side in options:
+            entry = mine[i] if side == 0 else theirs[j]
+            try:
+                session.receive(entry)
+            except (VerificationError, LocalProtocolError) as exc:
+                first_error = first_error or exc
+                continue
+            if side == 0:
+                i += 1
+            else:
+                j += 1
+            break
+        else:
+            assert first_error is not None
+            if isinstance(first_error, LocalProtocolError):
+                raise TradeRuleViolation(f"the subject's entry breaks a two-party rule: "
+                                         f"{first_error}")
+            raise first_error
+
+
+def _silent_until(held: dict[int, Entry], last: Entry) -> int:
+    """End of the verified, contiguous, trade-free run after ``last`` (spec 7.8).
+
+    ``held`` maps seq to entry; consecutive held entries are already checked to
+    be hash-linked, so the run is a real stretch of the counterparty's chain.
+    """
+    until = last.timestamp
+    trade = _trade_of(last)
+    seq = last.seq + 1
+    while (e := held.get(seq)) is not None and _trade_of(e) != trade:
+        until = e.timestamp
+        seq += 1
+    return until
+
+
+def verify_proof(data: bytes, *, now: int, policies: Sequence[Policy] = ()) -> ProofReport:
+    """Verify a proof file and score its subject as of ``now`` (spec/proof.md 4)."""
+    if type(data) is not bytes:
+        raise DecodeError("a proof is bytes")
+    if len(data) > MAX_PROOF_SIZE:
+        raise Oversize(f"proof of {len(data)} bytes exceeds {MAX_PROOF_SIZE}")
+    if not data.startswith(PROOF_MAGIC):
+        raise DecodeError("not a shinyo proof file (it does not start with SHINYO-PROOF)")
+    obj = decode_canonical(data[len(PROOF_MAGIC):], max_size=MAX_PROOF_SIZE, what="proof")
+    fields = _list(obj, "the proof")
+    if len(fields) != 5:
+        raise DecodeError("proof must be [version, subject, own, others, forks]")
+    version, subject_key, own_raw, others_raw, forks_raw = fields
+    if type(version) is not int or version != PROOF_VERSION:
+        raise UnsupportedVersion(f"proof version {version!r} is not supported")
+    if type(subject_key) is not bytes or len(subject_key) != KEY_SIZE:
+        raise DecodeError("proof: subject must be a 32-byte key")
+    own_list, others_list, forks_list = (
+        _list(own_raw, "own"), _list(others_raw, "others"), _list(forks_raw, "forks"))
+    total = len(own_list) + len(forks_list) + sum(
+        len(g[1]) for g in others_list if type(g) is list and len(g) == 2 and type(g[1]) is list)
+    if total > MAX_PROOF_ENTRIES:
+        raise Oversize(f"proof holds {total} entries, more than {MAX_PROOF_ENTRIES}")
+    subject = Pseudonym(key=subject_key)
+    if not own_list:
+        raise Incomplete("the proof holds none of the subject's entries")
+    chain = Chain(subject)
+    for raw in own_list:
+        chain.append(_entry(raw), now=now)
+
+    forked: set[Pseudonym] = set()
+    for i, raw in enumerate(forks_list):
+        if type(raw) is not bytes:
+            raise DecodeError("proof: fork proofs are byte strings")
+        if i and raw <= forks_list[i - 1]:
+            raise DecodeError("proof: fork proofs must be sorted, no repeats")
+        fork = ForkProof.decode(raw)
+        if fork.author == subject:
+            raise Forked(f"{subject.short()} signed two different entries at seq {fork.seq}")
+        forked.add(fork.author)
+
+    others = _decode_others(others_list, subject, now)
+    own_groups = _by_trade(chain.entries)
+    their_groups = {who: _by_trade(entries) for who, entries in others.items()}
+    by_seq = {who: {e.seq: e for e in entries} for who, entries in others.items()}
+    outcomes = []
+    for trade, view in chain.trades.items():
+        who = view.counterparty
+        outcomes.append(_judge_trade(
+            subject, view.role, trade, own_groups[trade],
+            their_groups.get(who, {}).get(trade, []), by_seq.get(who, {}), who in forked, now))
+    report = score(outcomes, as_of=now, policies=policies)
+    return ProofReport(
+        subject=subject, head_seq=len(chain), as_of=now, trades=tuple(outcomes), scores=report,
+        forked_counterparties=tuple(sorted(forked, key=lambda p: p.key)),
+        entries=total, size=len(data),
+    )
+
+
+def _race_second(role: Role, my_commit: Entry | None) -> bool:
+    """In a commit race (both commits without an ack) the acceptor reveals second."""
+    return (role is Role.ACCEPTOR and my_commit is not None
+            and isinstance(my_commit.body, Commit) and my_commit.body.ack is None)
+
+
+def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry],
+                 theirs: list[Entry], held: dict[int, Entry], forked: bool, now: int
+                 ) -> TradeOutcome:
+    short = trade.hex()[:16]
+    ids = {e.id for e in theirs}
+    # Completeness (spec/proof.md 3): everything the subject's entries name.
+    if role is Role.ACCEPTOR:
+        proposal = next((e for e in theirs if e.id == trade), None)
+        if proposal is None:
+            raise Incomplete(f"trade {short}…: the proposal the subject accepted is missing")
+    else:
+        proposal = mine[0]
+    for e in mine:
+        if isinstance(e.body, (Commit, Reveal)) and e.body.ack is not None \
+                and e.body.ack not in ids:
+            raise Incomplete(f"trade {short}…: the counterparty commitment acknowledged at "
+                             f"seq {e.seq} is missing", seq=e.seq)
+    my_reveal = next((e for e in mine if isinstance(e.body, Reveal)), None)
+    my_commit = next((e for e in mine if isinstance(e.body, Commit)), None)
+    if my_reveal is not None and isinstance(my_reveal.body, Reveal) and (
+            my_reveal.body.ack is None or _race_second(role, my_commit)) and not any(
+            isinstance(e.body, Reveal) for e in theirs):
+        # The subject revealed second, which it may only do once the counterparty's
+        # reveal (acknowledging the subject's commitment) is in hand (spec 7.3).
+        raise Incomplete(f"trade {short}…: the subject revealed after the counterparty, "
+                         "whose reveal is missing", seq=my_reveal.seq)
+    my_response = next((e for e in mine if isinstance(e.body, Response)), None)
+    if my_response is not None and not any(isinstance(e.body, Reveal) for e in theirs):
+        raise Incomplete(f"trade {short}…: the subject responded to a rating that is missing",
+                         seq=my_response.seq)
+    if theirs and role is Role.PROPOSER and not any(
+            e.kind.label == "trade.accept" for e in theirs):
+        raise Incomplete(f"trade {short}…: counterparty entries without its acceptance")
+    session = TradeSession(me=subject, proposal=proposal)
+    _feed(session, [e for e in mine if e is not proposal],
+          [e for e in theirs if e is not proposal])
+    last = max(theirs, key=lambda e: e.seq, default=None)
+    silent = None if forked or last is None else _silent_until(held, last)
+    return classify(session, now=now, silent_until=silent)

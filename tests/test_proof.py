@@ -1,0 +1,238 @@
+"""Proof bundles (spec/proof.md): build, verify, completeness, forks, limits, CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import shinyo
+from shinyo import (
+    COMMIT_WINDOW,
+    RESPONSE_WINDOW,
+    DecodeError,
+    Entry,
+    Forked,
+    ForkProof,
+    Incomplete,
+    Outcome,
+    Oversize,
+    VerificationError,
+    build_proof,
+    verify_proof,
+)
+from shinyo._constants import MAX_PROOF_ENTRIES, MAX_PROOF_SIZE, PROOF_MAGIC
+
+from .conftest import CTX, T0, Pair, identity, nonce, terms
+
+DAY = 86_400
+LATER = T0 + 400 * DAY
+
+
+def history(pair: Pair, n: int = 3) -> list[bytes]:
+    trades = []
+    for i in range(n):
+        t = pair.agree(T0 + i * 10 * DAY)
+        pair.rate(t, 5, 3 + i % 3, t=T0 + i * 10 * DAY + 3600)
+        trades.append(t)
+    return trades
+
+
+def proof_of(pair: Pair) -> bytes:
+    return build_proof(pair.a.chain, pair.a.others)
+
+
+def fields(data: bytes) -> list:  # type: ignore[type-arg]
+    return cbor2.loads(data[len(PROOF_MAGIC):])  # type: ignore[no-any-return]
+
+
+def rebuild(f: list) -> bytes:  # type: ignore[type-arg]
+    return PROOF_MAGIC + cbor2.dumps(f, canonical=True)
+
+
+def test_round_trip_and_json_is_stable(pair: Pair) -> None:
+    history(pair)
+    data = proof_of(pair)
+    r = verify_proof(data, now=LATER)
+    assert r.subject == pair.a.pseudonym and r.head_seq == len(pair.a.chain)
+    assert [t.outcome for t in r.trades] == [Outcome.RATED] * 3
+    assert r.scores.scores["mean"] == 4.0
+    assert verify_proof(data, now=LATER).to_json_obj() == r.to_json_obj()
+
+
+def test_dropping_a_received_rating_shows_it_withheld(pair: Pair) -> None:
+    history(pair)
+    f = fields(proof_of(pair))
+    reveals = [(gi, i) for gi, (_, items) in enumerate(f[3]) for i, raw in enumerate(items)
+               if Entry.decode(raw).kind is shinyo.Kind.RATE_REVEAL]
+    assert reveals
+    for gi, i in reveals:
+        g = cbor2.loads(cbor2.dumps(f))
+        del g[3][gi][1][i]
+        r = verify_proof(rebuild(g), now=LATER)
+        assert Outcome.WITHHELD in [t.outcome for t in r.trades]
+        assert r.scores.counts["withheld"] == 1
+
+
+def test_second_revealer_dropping_the_first_reveal_is_incomplete(pair: Pair) -> None:
+    history(pair, 1)
+    data = build_proof(pair.b.chain, pair.b.others)  # b revealed second
+    f = fields(data)
+    f[3][0][1] = [raw for raw in f[3][0][1]
+                  if Entry.decode(raw).kind is not shinyo.Kind.RATE_REVEAL]
+    with pytest.raises(Incomplete, match="revealed after"):
+        verify_proof(rebuild(f), now=LATER)
+
+
+def test_dropping_an_acknowledged_commitment_is_incomplete(pair: Pair) -> None:
+    history(pair, 1)
+    f = fields(proof_of(pair))
+    items = f[3][0][1]
+    commit = next(i for i, raw in enumerate(items)
+                  if Entry.decode(raw).kind is shinyo.Kind.RATE_COMMIT)
+    del items[commit]
+    with pytest.raises(Incomplete, match="acknowledged"):
+        verify_proof(rebuild(f), now=LATER)
+
+
+def test_acceptor_proof_needs_the_proposal(pair: Pair) -> None:
+    history(pair, 1)
+    data = build_proof(pair.b.chain, pair.b.others)
+    assert verify_proof(data, now=LATER).trades[0].role is shinyo.Role.ACCEPTOR
+    f = fields(data)
+    f[3][0][1] = [raw for raw in f[3][0][1]
+                  if Entry.decode(raw).kind is not shinyo.Kind.TRADE_PROPOSE]
+    with pytest.raises(Incomplete, match="proposal"):
+        verify_proof(rebuild(f), now=LATER)
+
+
+def test_silent_counterparty_expired_with_evidence_withheld_without(pair: Pair) -> None:
+    t = pair.agree()
+    c = pair.step(pair.a.commit(t, stars=4, nonce=nonce(1), timestamp=T0 + 100))
+    due = max(T0 + 60 + COMMIT_WINDOW, c.timestamp + RESPONSE_WINDOW)
+    # b never commits, but its chain goes on (vouches elsewhere) past the deadline.
+    for k, when in enumerate((T0 + 10 * DAY, T0 + 20 * DAY, due + 3600)):
+        pair.step(pair.b.vouch(identity(20 + k).pseudonym, context=CTX, timestamp=when))
+    data = proof_of(pair)
+    r = verify_proof(data, now=due + DAY)
+    assert r.trades[0].reason.startswith("the counterparty's chain shows no commit")
+    assert r.trades[0].outcome is Outcome.EXPIRED
+    f = fields(data)
+    f[3][0][1] = f[3][0][1][:1]  # keep only b's acceptance: no evidence
+    assert verify_proof(rebuild(f), now=due + DAY).trades[0].outcome is Outcome.WITHHELD
+
+
+def test_forks(pair: Pair) -> None:
+    history(pair, 1)
+    me = pair.a.identity
+    twin = Entry.create(me, seq=1, prev=bytes(32), timestamp=T0,
+                        body=shinyo.Propose(counterparty=pair.b.pseudonym, context="x",
+                                            terms=terms(9)))
+    own_fork = ForkProof.from_entries(pair.a.chain[1], twin)
+    with pytest.raises(Forked):
+        verify_proof(build_proof(pair.a.chain, pair.a.others, forks=[own_fork]), now=LATER)
+    theirs = Entry.create(pair.b.identity, seq=1, prev=bytes(32), timestamp=T0,
+                          body=shinyo.Cancel(trade=bytes(32)))
+    their_fork = ForkProof.from_entries(pair.b.chain[1], theirs)
+    r = verify_proof(build_proof(pair.a.chain, pair.a.others, forks=[their_fork]), now=LATER)
+    assert r.forked_counterparties == (pair.b.pseudonym,)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda f: [2, *f[1:]], shinyo.UnsupportedVersion),
+        (lambda f: f[:4], DecodeError),
+        (lambda f: [f[0], b"x", *f[2:]], DecodeError),
+        (lambda f: [*f[:2], [], *f[3:]], Incomplete),
+        (lambda f: [*f[:2], "own", *f[3:]], DecodeError),
+        (lambda f: [*f[:3], [f[3][0], f[3][0]], f[4]], DecodeError),  # repeated group
+        (lambda f: [*f[:3], [[f[1], []]], f[4]], DecodeError),  # subject under others
+        (lambda f: [*f[:4], [1]], DecodeError),
+        (lambda f: [*f[:4], [b"b", b"a"]], DecodeError),
+        (lambda f: [*f[:2], f[2][1:], *f[3:]], shinyo.SeqGap),
+        (lambda f: [*f[:2], f[2][:1] + f[2][2:], *f[3:]], shinyo.SeqGap),
+        (lambda f: [*f[:3], [[f[3][0][0], list(reversed(f[3][0][1]))]], f[4]], shinyo.SeqGap),
+        (lambda f: [*f[:3], [[f[3][0][0], [7]]], f[4]], DecodeError),
+    ],
+)
+def test_structural_errors(pair: Pair, mutate: object, error: type[Exception]) -> None:
+    history(pair, 1)
+    f = fields(proof_of(pair))
+    with pytest.raises(error):
+        verify_proof(rebuild(mutate(f)), now=LATER)  # type: ignore[operator]
+
+
+def test_magic_and_limits() -> None:
+    with pytest.raises(DecodeError, match="SHINYO-PROOF"):
+        verify_proof(b"%PDF-1.7", now=T0)
+    with pytest.raises(Oversize):
+        verify_proof(PROOF_MAGIC + bytes(MAX_PROOF_SIZE), now=T0)
+    many = [2 * [b""] * 2, identity(1).pseudonym.key, [b""] * (MAX_PROOF_ENTRIES + 1), [], []]
+    many[0] = 1
+    with pytest.raises(Oversize, match="entries"):
+        verify_proof(PROOF_MAGIC + cbor2.dumps(many), now=T0)
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None)
+def test_any_single_byte_change_is_rejected_or_judged_the_same(data: st.DataObject) -> None:
+    pair = Pair(shinyo.Participant(identity(1)), shinyo.Participant(identity(2)))
+    history(pair, 2)
+    raw = proof_of(pair)
+    want = verify_proof(raw, now=LATER).to_json_obj()
+    i = data.draw(st.integers(0, len(raw) - 1))
+    b = data.draw(st.integers(0, 255).filter(lambda v: v != raw[i]))
+    try:
+        got = verify_proof(raw[:i] + bytes([b]) + raw[i + 1 :], now=LATER).to_json_obj()
+    except VerificationError:
+        return
+    want.pop("bytes")
+    got.pop("bytes")
+    assert got == want
+
+
+@given(st.binary(max_size=3000))
+@settings(max_examples=300)
+def test_garbage_after_the_magic_is_a_typed_error(tail: bytes) -> None:
+    with contextlib.suppress(VerificationError):
+        verify_proof(PROOF_MAGIC + tail, now=T0)
+
+
+def shinyo_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shinyo.tools.cli", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_verify(pair: Pair, tmp_path: Path) -> None:
+    history(pair)
+    good = tmp_path / "a.proof"
+    good.write_bytes(proof_of(pair))
+    one = shinyo_cli("verify", str(good), "--as-of", "2027-06-01", "--json")
+    two = shinyo_cli("verify", str(good), "--as-of", "2027-06-01T00:00:00+00:00", "--json")
+    assert one.returncode == 0 and one.stdout == two.stdout
+    human = shinyo_cli("verify", str(good), "--as-of", "2027-06-01", "--trades",
+                       "--policy", "window:days=30")
+    assert human.returncode == 0 and "VALID" in human.stdout and "rated" in human.stdout
+    bad = tmp_path / "b.proof"
+    raw = bytearray(good.read_bytes())
+    raw[-40] ^= 1
+    bad.write_bytes(bytes(raw))
+    out = shinyo_cli("verify", str(bad), "--as-of", "2027-06-01")
+    assert out.returncode == 1 and "INVALID [" in out.stdout
+    assert shinyo_cli("verify", str(tmp_path / "missing")).returncode == 2
+    assert shinyo_cli("verify", str(good), "--policy", "median").returncode == 2
+    assert shinyo_cli("verify", str(good), "--as-of", "yesterday").returncode == 2
+    ins = shinyo_cli("proof", "inspect", str(good))
+    assert ins.returncode == 0 and "subject sy1" in ins.stdout
+    junk = tmp_path / "junk"
+    junk.write_bytes(PROOF_MAGIC + b"\x85\x01\x40\x80\x80\x80")
+    for cmd in (["verify", str(junk)], ["proof", "inspect", str(junk)]):
+        r = shinyo_cli(*cmd)
+        assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr

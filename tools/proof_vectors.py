@@ -1,0 +1,100 @@
+"""The proof-bundle suite of spec/vectors/proofs.json (spec/proof.md 6).
+
+Valid vectors carry the whole expected JSON report at their ``now``, so a
+second implementation checks its classification and scoring byte for byte;
+invalid ones carry their failure class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+import shinyo
+from shinyo import Entry, ForkProof, Participant, build_proof, verify_proof
+from shinyo._constants import PROOF_MAGIC
+
+from .craft import T0, ident, story, verdict
+
+NOW = T0 + 200 * 86_400
+
+
+def _fields(data: bytes) -> list[Any]:
+    value: list[Any] = cbor2.loads(data[len(PROOF_MAGIC):])
+    return value
+
+
+def _file(fields: list[Any]) -> bytes:
+    return PROOF_MAGIC + bytes(cbor2.dumps(fields, canonical=True))
+
+
+def proof_vectors() -> list[dict[str, Any]]:
+    alice, bob, carol, _trade, _ = story()
+    out: list[dict[str, Any]] = []
+
+    def add(comment: str, data: bytes, expect: str, now: int = NOW) -> None:
+        got = verdict(lambda: verify_proof(data, now=now))
+        if got != expect:
+            raise AssertionError(f"proof vector {comment!r}: expected {expect}, got {got}")
+        v: dict[str, Any] = {"comment": comment, "input": data.hex(), "now": now, "expect": got}
+        if got == "valid":
+            v["result"] = verify_proof(data, now=now).to_json_obj()
+        out.append(v)
+
+    proofs = {p: build_proof(p.chain, p.others) for p in (alice, bob, carol)}
+    add("alice: a retracted rating received, a trade cancelled by the counterparty",
+        proofs[alice], "valid")
+    add("bob: rated 5 stars by alice", proofs[bob], "valid")
+    add("carol: one cancelled trade", proofs[carol], "valid")
+    add("bob judged just after his last entry, inside every window",
+        proofs[bob], "valid", now=T0 + 100_000)
+
+    f = _fields(proofs[bob])
+    items = f[3][0][1]
+    no_reveal = [raw for raw in items if Entry.decode(raw).kind is not shinyo.Kind.RATE_REVEAL]
+    add("bob revealed second; his proof without alice's reveal is incomplete",
+        _file([*f[:3], [[f[3][0][0], no_reveal]], f[4]]), "incomplete")
+    dave, erin = Participant(ident(4)), Participant(ident(5))
+    t = dave.propose(erin.pseudonym, context="market.example/books", terms=bytes(32),
+                     timestamp=T0)
+    erin.receive(t)
+
+    def send(e: Entry) -> None:
+        (dave if e.author == erin.pseudonym else erin).receive(e)
+
+    send(erin.accept(t.id, timestamp=T0 + 60))
+    send(dave.commit(t.id, stars=4, nonce=bytes(16), timestamp=T0 + 120))
+    send(erin.commit(t.id, stars=2, nonce=bytes(16), timestamp=T0 + 180))
+    send(dave.reveal(t.id, timestamp=T0 + 240))
+    send(erin.reveal(t.id, timestamp=T0 + 300))
+    fd = _fields(build_proof(dave.chain, dave.others))
+    add("dave revealed first; his proof without erin's reveal shows it withheld",
+        _file([*fd[:3], [[fd[3][0][0], fd[3][0][1][:-1]]], fd[4]]), "valid")
+    fa = _fields(proofs[alice])
+    group = next(i for i, g in enumerate(fa[3]) if g[0] == bob.pseudonym.key)
+    fa[3][group][1] = [r for r in fa[3][group][1]
+                       if Entry.decode(r).kind is not shinyo.Kind.RATE_REVEAL]
+    add("alice responded to bob's rating; her proof without it is incomplete", _file(fa),
+        "incomplete")
+    no_commit = [raw for raw in items if Entry.decode(raw).kind is not shinyo.Kind.RATE_COMMIT]
+    add("bob's proof without the commitment his chain acknowledged",
+        _file([*f[:3], [[f[3][0][0], no_commit]], f[4]]), "incomplete")
+    add("bob's proof without alice's proposal, which bob accepted",
+        _file([*f[:3], [[f[3][0][0], [r for r in items
+                                       if Entry.decode(r).kind is not shinyo.Kind.TRADE_PROPOSE]]],
+               f[4]]), "incomplete")
+    twin = Entry.create(ident(2), seq=1, prev=bytes(32), timestamp=T0,
+                        body=shinyo.Cancel(trade=bytes(32)))
+    fork = ForkProof.from_entries(bob.chain[1], twin)
+    add("bob's proof carrying a fork proof of bob", _file([*f[:4], [fork.encode()]]), "forked")
+    add("bob's proof with the subject's first entry missing", _file([*f[:2], f[2][1:], *f[3:]]),
+        "seq-gap")
+    tampered = bytearray(proofs[bob])
+    tampered[-30] ^= 1
+    add("one bit flipped near the end", bytes(tampered), "bad-signature")
+    add("wrong magic", b"SHINYO-PROOX\x00" + proofs[bob][len(PROOF_MAGIC):], "malformed")
+    add("proof version 2", _file([2, *f[1:]]), "unsupported-version")
+    add("judged a year before the entries were made", proofs[bob], "future-timestamp",
+        now=T0 - 365 * 86_400)
+    return out
