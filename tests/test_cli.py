@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -41,3 +42,11 @@ def test_inspect_valid_invalid_and_usage() -> None:
 def test_vectors_command_writes_current_files(tmp_path: object) -> None:
     out = shinyo("vectors", str(tmp_path))
     assert out.returncode == 0 and "trades.json" in out.stdout
+
+
+def test_bench_reports_ratios() -> None:
+    out = shinyo("bench", "--trades", "5", "--json")
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)["verify"]
+    assert row["trades"] == 5 and row["entries"] == 30
+    assert row["ratio"] > 0 and row["bytes_per_trade"] > 0  # measured, never asserted as a bound

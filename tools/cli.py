@@ -249,6 +249,24 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Proof verification against raw PyNaCl, measured in this run."""
+    from . import bench  # noqa: PLC0415 - only this command needs it
+
+    results = [bench.bench_verify(n) for n in args.trades]
+    if args.json:
+        print(json.dumps({"schema": "shinyo-bench/1", "verify": results}, sort_keys=True))
+        return EXIT_OK
+    print("proof verification (one core) vs raw PyNaCl verify of the same signatures:")
+    print(f"  {'trades':>7} {'entries':>8} {'bytes/trade':>12} {'shinyo/s':>9} "
+          f"{'raw/s':>8} {'ratio':>6}")
+    for r in results:
+        print(f"  {r['trades']:>7} {r['entries']:>8} {r['bytes_per_trade']:>12} "
+              f"{r['verify_entries_per_s']:>9} {r['raw_pynacl_verify_per_s']:>8} "
+              f"{r['ratio']:>6}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shinyo", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"shinyo {shinyo.__version__}")
@@ -273,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="stable JSON (spec/proof.md 5)")
     ver.add_argument("--trades", action="store_true", help="list every trade")
     ver.set_defaults(func=cmd_verify)
+    bench = sub.add_parser("bench", help="measure shinyo against the raw parts, as ratios")
+    bench.add_argument("--trades", type=int, nargs="+", default=[100, 1000],
+                       help="history sizes to measure (default: 100 1000)")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
     proof = sub.add_parser("proof", help="work with proof files")
     psub = proof.add_subparsers(dest="proof_command", required=True)
     pins = psub.add_parser("inspect", help="decode and print a proof without judging it")
