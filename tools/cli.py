@@ -107,10 +107,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(f"   carol signs a second seq 1: fork proof of {len(proof.encode())} bytes verifies"
          " -> carol is equivocating")
     _say("\n7. bob hands anyone one file proving his history; it is checked offline")
-    proof = shinyo.build_proof(bob.chain, bob.others)
-    report = shinyo.verify_proof(proof, now=t + 200_200)
+    bundle = shinyo.build_proof(bob.chain, bob.others)
+    report = shinyo.verify_proof(bundle, now=t + 200_200)
     (outcome,) = report.trades
-    _say(f"   proof of {len(proof)} bytes: valid; trade {outcome.outcome.value} "
+    _say(f"   proof of {len(bundle)} bytes: valid; trade {outcome.outcome.value} "
          f"({outcome.stars} stars from alice); tier {report.scores.tier}")
     gate = shinyo.meets(report.scores, min_trades=20)
     _say(f"   a shop requiring 20 rated trades says: {'yes' if gate else 'no'} "
