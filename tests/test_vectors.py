@@ -11,6 +11,7 @@ import pytest
 import shinyo
 from shinyo import Chain, Entry, ForkProof, Pseudonym, VerificationError, verify_proof
 from shinyo.tools import gen_vectors
+from shinyo.tools.scoring_vectors import result_of
 from shinyo.tools.trade_vectors import judge_trade
 
 VECTORS = Path(__file__).resolve().parent.parent / "spec" / "vectors"
@@ -112,3 +113,8 @@ def test_proof_vector(v: dict[str, Any]) -> None:
     assert verdict(verify_proof, raw, now=v["now"]) == v["expect"], v["comment"]
     if v["expect"] == "valid":
         assert verify_proof(raw, now=v["now"]).to_json_obj() == v["result"]
+
+
+@pytest.mark.parametrize("v", load("scoring.json"), ids=lambda v: str(v["id"]))
+def test_scoring_vector(v: dict[str, Any]) -> None:
+    assert result_of(v["input"], v["as_of"], v["policies"]) == v["result"], v["comment"]

@@ -37,6 +37,7 @@ from .craft import (
     verdict,
 )
 from .proof_vectors import proof_vectors
+from .scoring_vectors import scoring_vectors
 from .trade_vectors import trade_vectors
 
 SCHEMA = "shinyo-vectors/1"
@@ -391,6 +392,7 @@ SUITES: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
     "pseudonyms.json": ("pseudonym", pseudonym_vectors),
     "trades.json": ("trade", trade_vectors),
     "proofs.json": ("proof", proof_vectors),
+    "scoring.json": ("scoring", scoring_vectors),
 }
 
 
