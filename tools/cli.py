@@ -238,6 +238,15 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
     data = _read(args.file)
     if not data.startswith(shinyo.PROOF_MAGIC):
         raise shinyo.DecodeError(f"{args.file} is not a shinyo proof file")
+    try:
+        _print_proof(data)
+    except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORError) as exc:
+        # Inspection walks structure that nothing has validated yet.
+        raise shinyo.DecodeError(f"{args.file}: not a well-formed proof ({exc})") from None
+    return EXIT_OK
+
+
+def _print_proof(data: bytes) -> None:
     fields = cbor2.loads(data[len(shinyo.PROOF_MAGIC):])
     if not isinstance(fields, list) or len(fields) != 5:
         raise shinyo.DecodeError("not a version-1 proof: expected 5 fields")
@@ -255,7 +264,6 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
             except shinyo.VerificationError as exc:
                 print(f"  (undecodable: [{exc.failure_class}] {exc})")
     print(f"fork proofs: {len(forks)}")
-    return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -318,10 +326,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        # Only `proof inspect` walks undecoded structure; name the problem, no traceback.
-        print(f"shinyo: malformed input: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     except shinyo.VerificationError as exc:
         print(f"shinyo: invalid [{exc.failure_class}]: {exc}", file=sys.stderr)
         return EXIT_INVALID
