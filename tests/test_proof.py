@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cbor2
@@ -196,6 +197,25 @@ def test_any_single_byte_change_is_rejected_or_judged_the_same(data: st.DataObje
     want.pop("bytes")
     got.pop("bytes")
     assert got == want
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_parallel_signature_checks_give_the_same_verdict(data: st.DataObject) -> None:
+    pair = Pair(shinyo.Participant(identity(1)), shinyo.Participant(identity(2)))
+    history(pair, 2)
+    raw = bytearray(proof_of(pair))
+    for _ in range(data.draw(st.integers(0, 3))):  # 0-3 byte changes
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+
+    def judged(**kw: object) -> object:
+        try:
+            return verify_proof(bytes(raw), now=LATER, **kw).to_json_obj()  # type: ignore[arg-type]
+        except VerificationError as exc:
+            return (exc.failure_class, str(exc))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert judged(map=pool.map) == judged()
 
 
 @given(st.binary(max_size=3000))
