@@ -372,6 +372,11 @@ def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry]
         proposal = next((e for e in theirs if e.id == trade), None)
         if proposal is None:
             raise Incomplete(f"trade {short}…: the proposal the subject accepted is missing")
+        if not isinstance(proposal.body, Propose) or proposal.body.counterparty != subject:
+            # Found by review: without this, TradeSession refused the subject as a
+            # party with a LocalProtocolError, escaping as a crash.
+            raise TradeRuleViolation(
+                f"trade {short}…: the subject accepted a proposal made to someone else")
     else:
         proposal = mine[0]
     for e in mine:

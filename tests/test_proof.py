@@ -256,3 +256,16 @@ def test_cli_verify(pair: Pair, tmp_path: Path) -> None:
     for cmd in (["verify", str(junk)], ["proof", "inspect", str(junk)]):
         r = shinyo_cli(*cmd)
         assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+
+
+def test_accepting_a_proposal_made_to_someone_else_is_a_typed_error() -> None:
+    """Review finding: this used to escape as LocalProtocolError."""
+    subject, proposer, third = identity(1), identity(2), identity(3)
+    theirs = shinyo.Chain(proposer.pseudonym)
+    p = theirs.append_new(proposer, timestamp=T0, body=shinyo.Propose(
+        counterparty=third.pseudonym, context=CTX, terms=terms()))
+    mine = shinyo.Chain(subject.pseudonym)
+    mine.append_new(subject, timestamp=T0 + 60, body=shinyo.Accept(
+        trade=p.id, proposer=proposer.pseudonym, context=CTX))
+    with pytest.raises(shinyo.TradeRuleViolation, match="someone else"):
+        verify_proof(build_proof(mine, {proposer.pseudonym: theirs}), now=T0 + DAY)
