@@ -43,6 +43,8 @@ def decode_canonical(data: bytes, *, max_size: int, what: str) -> Any:
         obj = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several unrelated types on bad input
         raise DecodeError(f"{what}: not well-formed CBOR ({exc})") from None
+    if not _fits(obj, len(data)):
+        raise NonCanonical(f"{what}: shared or repeated values (CBOR tags 28/29) are not allowed")
     try:
         again = cbor2.dumps(obj, canonical=True)
     except Exception:  # e.g. a decoded tag value that cannot be re-encoded
@@ -53,3 +55,27 @@ def decode_canonical(data: bytes, *, max_size: int, what: str) -> Any:
             "non-shortest integer, duplicate map key, tag, or trailing bytes"
         )
     return obj
+
+
+def _fits(obj: object, budget: int) -> bool:
+    """True if ``obj``, walked as a tree, has at most ``budget`` nodes.
+
+    Every CBOR data item takes at least one byte, so a canonical encoding of n
+    bytes decodes to at most n nodes.  More means the decoder built a DAG from
+    value-sharing tags (28/29), which re-encoding would expand exponentially:
+    refuse it in time linear in the input instead.
+    """
+    stack = [obj]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        x = stack.pop()
+        if type(x) is list:
+            stack.extend(x)
+        elif type(x) is dict:
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, cbor2.CBORTag):
+            stack.append(x.value)
+    return True

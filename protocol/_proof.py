@@ -298,7 +298,14 @@ def verify_proof(
         raise Oversize(f"proof of {len(data)} bytes exceeds {MAX_PROOF_SIZE}")
     if not data.startswith(PROOF_MAGIC):
         raise DecodeError("not a shinyo proof file (it does not start with SHINYO-PROOF)")
-    obj = decode_canonical(data[len(PROOF_MAGIC):], max_size=MAX_PROOF_SIZE, what="proof")
+    body = data[len(PROOF_MAGIC):]
+    # A version-1 proof starts [5 items, version 1, a 32-byte subject]: check that
+    # before decoding the rest, so a huge file of another shape costs nothing.
+    if len(body) > 1 and body[0] == 0x85 and body[1] != 0x01 and body[1] < 0x18:
+        raise UnsupportedVersion(f"proof version {body[1]} is not supported")
+    if body[:4] != b"\x85\x01\x58\x20":
+        raise DecodeError("proof must start [version 1, 32-byte subject, ...]")
+    obj = decode_canonical(body, max_size=MAX_PROOF_SIZE, what="proof")
     fields = _list(obj, "the proof")
     if len(fields) != 5:
         raise DecodeError("proof must be [version, subject, own, others, forks]")

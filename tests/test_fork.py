@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import shinyo
 from shinyo import Cancel, Entry, ForkProof, InvalidFork, VerificationError
 from shinyo._constants import GENESIS_PREV
 
@@ -58,3 +60,14 @@ def test_single_byte_changes_are_rejected(data: st.DataObject) -> None:
     b = data.draw(st.integers(0, 255).filter(lambda v: v != raw[i]))
     with pytest.raises(VerificationError):
         ForkProof.decode(raw[:i] + bytes([b]) + raw[i + 1 :])
+
+
+def test_value_sharing_bomb_is_refused_before_expansion() -> None:
+    """Review finding: tags 28/29 build a DAG that re-encoding expands 2^n-fold."""
+    node: list[object] = []
+    for _ in range(60):
+        node = [node, node]  # 2^60 leaves as a tree, 60 nodes as a DAG
+    bomb = cbor2.dumps([1, node, b""], value_sharing=True)
+    assert len(bomb) < 1000
+    with pytest.raises(shinyo.NonCanonical, match="shared"):
+        ForkProof.decode(bomb)
