@@ -37,7 +37,12 @@ from ._chain import Role
 from ._constants import ACCEPT_WINDOW, COMMIT_WINDOW, RESPONSE_WINDOW
 from ._digest import rating_commitment
 from ._entry import Entry
-from ._errors import LocalProtocolError, TimestampRegression, TradeRuleViolation
+from ._errors import (
+    CommitmentMismatch,
+    LocalProtocolError,
+    TimestampRegression,
+    TradeRuleViolation,
+)
 from ._identity import Pseudonym
 
 __all__ = ["Action", "Event", "RatingOpening", "Side", "Step", "TradeSession", "TradeState"]
@@ -298,6 +303,16 @@ class TradeSession:
             assert side.commit is not None and isinstance(side.commit.body, Commit)
             if (side.commit.body.ack is None) == (body.ack is None):
                 raise error("reveal: the ack belongs in the commit or the reveal, exactly once")
+            # spec 7.4: the reveal opens its author's commitment.  A Chain checks
+            # this too, but a verifier may hold only some of a counterparty's
+            # entries (a proof bundle), so the session checks it itself.
+            ratee = self.them if entry.author == self.me else self.me
+            opened = rating_commitment(
+                trade=self.trade, context=self.context, rater=entry.author, ratee=ratee,
+                stars=body.stars, nonce=body.nonce, tags=body.tags, comment=body.comment)
+            if opened != side.commit.body.commitment:
+                raise CommitmentMismatch(
+                    "the reveal does not open its author's commitment", seq=entry.seq)
 
     # -- advice out -----------------------------------------------------------
 

@@ -194,7 +194,10 @@ class Script:
         elif name == "CANCEL":
             body = shinyo.Cancel(trade=t)
         elif name.startswith("COMMIT"):
-            body = shinyo.Commit(trade=t, commitment=bytes(32),
+            commitment = shinyo.rating_commitment(
+                trade=t, context=CTX, rater=who.pseudonym, ratee=other.pseudonym, stars=3,
+                nonce=nonce(1))
+            body = shinyo.Commit(trade=t, commitment=commitment,
                                  ack=ack if name.endswith("ACK") else None)
         else:  # a reveal acks exactly when its author's commit did not (spec 7.3)
             mine_commit = self.commits.get(who.pseudonym)
@@ -281,6 +284,16 @@ def test_every_state_and_event(role: shinyo.Role, name: str, event: Event) -> No
     with pytest.raises(error):
         session.receive(entry)
     assert session.state is before
+
+
+def test_a_reveal_must_open_the_commitment_even_without_the_chain() -> None:
+    """Review finding: a bundle holds only some counterparty entries, so the
+    session itself checks the commitment (a 1-star commit revealed as 5)."""
+    script, session, _ = at(shinyo.Role.PROPOSER, "i-revealed")
+    t = script.proposal.id
+    forged = script.put(A, shinyo.Reveal(trade=t, stars=5, nonce=nonce(1)))
+    with pytest.raises(shinyo.CommitmentMismatch):
+        session.receive(forged)
 
 
 def test_reveal_guard_ack_exactly_once() -> None:
