@@ -208,9 +208,11 @@ def score(
         "pending": by[Outcome.PENDING],
         "given": sum(1 for i in items if i.given is not None),
     }
-    completed = by[Outcome.RATED] + by[Outcome.RETRACTED] + by[Outcome.EXPIRED] + by[
-        Outcome.WITHHELD]
-    completion = _rate(completed, completed + by[Outcome.STALLED] + cancelled_by_subject)
+    # A withheld trade is not completed: without evidence a verifier cannot tell
+    # it from the subject's own stall, and hiding must never pay (review F4).
+    completed = by[Outcome.RATED] + by[Outcome.RETRACTED] + by[Outcome.EXPIRED]
+    unresolved = by[Outcome.STALLED] + by[Outcome.WITHHELD] + cancelled_by_subject
+    completion = _rate(completed, completed + unresolved)
     reveal = _rate(counts["given"], counts["given"] + by[Outcome.STALLED])
     samples = _merge(items)
     chosen = list(policies) or [Policy.parse(name) for name in POLICIES]

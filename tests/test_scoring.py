@@ -81,8 +81,8 @@ def test_withheld_and_stalled_count_as_minimum_expired_not() -> None:
     assert r.counts["withheld"] == 1 and r.counts["stalled"] == 1
     assert r.counts["cancelled_by_subject"] == 1
     assert r.reveal_rate == round(4 / 5, 4)
-    # completed: rated, withheld, expired (3) of those plus stalled and own cancel (5)
-    assert r.completion_rate == round(3 / 5, 4)
+    # completed: rated, expired (2) of those plus withheld, stalled and own cancel (5)
+    assert r.completion_rate == round(2 / 5, 4)
 
 
 def test_tiers() -> None:
