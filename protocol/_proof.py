@@ -368,10 +368,19 @@ def verify_proof(
     )
 
 
-def _race_second(role: Role, my_commit: Entry | None) -> bool:
-    """In a commit race (both commits without an ack) the acceptor reveals second."""
-    return (role is Role.ACCEPTOR and my_commit is not None
-            and isinstance(my_commit.body, Commit) and my_commit.body.ack is None)
+def _race_second(role: Role, my_commit: Entry | None, theirs: list[Entry]) -> bool:
+    """In a commit race (both commits without an ack) the acceptor reveals second.
+
+    An acceptor whose commit carries no ack is second only if the proposer's
+    commit carries none either; if the proposer acked it, the acceptor revealed
+    first (review F10).  The proposer's commit is held whenever the acceptor's
+    reveal acks it (step 8b).
+    """
+    if role is not Role.ACCEPTOR or my_commit is None or not isinstance(my_commit.body, Commit):
+        return False
+    their_commit = next((e for e in theirs if isinstance(e.body, Commit)), None)
+    return (my_commit.body.ack is None and their_commit is not None
+            and isinstance(their_commit.body, Commit) and their_commit.body.ack is None)
 
 
 def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry],
@@ -399,7 +408,7 @@ def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry]
     my_reveal = next((e for e in mine if isinstance(e.body, Reveal)), None)
     my_commit = next((e for e in mine if isinstance(e.body, Commit)), None)
     if my_reveal is not None and isinstance(my_reveal.body, Reveal) and (
-            my_reveal.body.ack is None or _race_second(role, my_commit)) and not any(
+            my_reveal.body.ack is None or _race_second(role, my_commit, theirs)) and not any(
             isinstance(e.body, Reveal) for e in theirs):
         # The subject revealed second, which it may only do once the counterparty's
         # reveal (acknowledging the subject's commitment) is in hand (spec 7.3).

@@ -269,3 +269,15 @@ def test_accepting_a_proposal_made_to_someone_else_is_a_typed_error() -> None:
         trade=p.id, proposer=proposer.pseudonym, context=CTX))
     with pytest.raises(shinyo.TradeRuleViolation, match="someone else"):
         verify_proof(build_proof(mine, {proposer.pseudonym: theirs}), now=T0 + DAY)
+
+
+def test_acceptor_that_committed_first_and_revealed_first_is_not_incomplete(pair: Pair) -> None:
+    """Review finding F10: the acceptor committed first (no ack), the proposer acked
+    it, the acceptor revealed first; the proposer never revealed.  The acceptor's
+    proof must verify (rating withheld), not be 'incomplete' forever."""
+    t = pair.agree()
+    pair.step(pair.b.commit(t, stars=4, nonce=nonce(1), timestamp=T0 + 100))
+    pair.step(pair.a.commit(t, stars=2, nonce=nonce(2), timestamp=T0 + 200))
+    pair.step(pair.b.reveal(t, timestamp=T0 + 300))
+    r = verify_proof(build_proof(pair.b.chain, pair.b.others), now=LATER)
+    assert r.trades[0].outcome is Outcome.WITHHELD
