@@ -18,7 +18,7 @@ import cbor2
 
 from ._errors import DecodeError, NonCanonical, Oversize
 
-__all__ = ["decode_canonical", "encode"]
+__all__ = ["decode_canonical", "encode", "has_value_sharing"]
 
 
 def encode(obj: object) -> bytes:
@@ -39,6 +39,8 @@ def decode_canonical(data: bytes, *, max_size: int, what: str) -> Any:
         raise Oversize(f"{what}: {len(data)} bytes exceeds the limit of {max_size}")
     if not data:
         raise DecodeError(f"{what}: empty input")
+    if has_value_sharing(data):
+        raise NonCanonical(f"{what}: shared values (CBOR tags 28/29) are not allowed")
     try:
         obj = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several unrelated types on bad input
@@ -71,11 +73,53 @@ def _fits(obj: object, budget: int) -> bool:
         if budget < 0:
             return False
         x = stack.pop()
-        if type(x) is list:
+        # Every container cbor2 can build: arrays become lists, or tuples inside
+        # sets (tag 258) and map keys; sets and frozensets; maps; other tags.
+        if isinstance(x, (list, tuple, set, frozenset)):
             stack.extend(x)
-        elif type(x) is dict:
+        elif isinstance(x, dict):
             stack.extend(x.keys())
             stack.extend(x.values())
         elif isinstance(x, cbor2.CBORTag):
             stack.append(x.value)
     return True
+
+
+_SHARING = (b"\xd8\x1c", b"\xd8\x1d")  # the heads of tags 28 (shareable) and 29 (sharedref)
+
+
+def has_value_sharing(data: bytes) -> bool:
+    """True if ``data`` holds a CBOR value-sharing tag (28 or 29) at item level.
+
+    Without those tags a CBOR tree of n nodes needs n bytes.  With them a few
+    hundred bytes decode into a DAG whose expansion -- by re-encoding, or by
+    hashing it into a set while decoding -- is exponential.  So shared values
+    are refused before cbor2 builds anything.  CBOR is a prefix-order sequence
+    of heads in which only string contents are opaque, so one linear pass over
+    the heads finds every tag; a substring test skips the pass for almost
+    every input.  Malformed input returns False and is left to the decoder.
+    """
+    if _SHARING[0] not in data and _SHARING[1] not in data:
+        return False
+    i, n = 0, len(data)
+    while i < n:
+        head = data[i]
+        major, info = head >> 5, head & 31
+        i += 1
+        if info < 24:
+            arg = info
+        elif info <= 27:
+            size = 1 << (info - 24)
+            if i + size > n:
+                return False
+            arg = int.from_bytes(data[i : i + size], "big")
+            i += size
+        else:
+            arg = -1  # indefinite length, break, or reserved: no argument bytes
+        if major == 6 and arg in (28, 29):
+            return True
+        if major in (2, 3) and arg >= 0:
+            i += arg  # skip a definite string's contents
+        elif major == 7 and info in (25, 26, 27):
+            pass  # a float: its bytes were the argument, already skipped
+    return False

@@ -23,7 +23,7 @@ from typing import Any
 import cbor2
 
 from ._body import Body, Kind, body_from_cbor
-from ._cbor import encode
+from ._cbor import encode, has_value_sharing
 from ._constants import (
     DST_ENTRY_ID,
     DST_ENTRY_SIG,
@@ -186,6 +186,8 @@ class Entry:
             raise DecodeError(f"entry: expected bytes, got {type(data).__name__}")
         if len(data) > MAX_ENTRY_SIZE:  # 1
             raise Oversize(f"entry: {len(data)} bytes exceeds the limit of {MAX_ENTRY_SIZE}")
+        if has_value_sharing(data):  # 2 (review: refuse DAG bombs before decoding)
+            raise NonCanonical("entry: shared values (CBOR tags 28/29) are not allowed")
         try:
             envelope = cbor2.loads(data)  # 2
         except Exception as exc:
@@ -212,6 +214,8 @@ class Entry:
     @classmethod
     def _parse_payload(cls, payload: bytes, signature: bytes) -> Entry:
         """Steps 3-7a of spec 6.4 on an envelope's two byte strings."""
+        if has_value_sharing(payload):
+            raise NonCanonical("entry payload: shared values (CBOR tags 28/29) are not allowed")
         try:
             fields: Any = cbor2.loads(payload)  # 3
         except Exception as exc:
@@ -221,14 +225,13 @@ class Entry:
         version, author, seq, prev, timestamp, kind, body = fields
         if type(version) is not int or version != PROTOCOL_VERSION:  # 4
             raise UnsupportedVersion(
-                f"entry version {version!r} is not supported (this implementation "
-                f"speaks version {PROTOCOL_VERSION})"
+                f"entry version is not {PROTOCOL_VERSION}, the only one this implementation speaks"
             )
         if type(author) is not bytes or len(author) != HASH_SIZE:  # 5
             raise DecodeError("author must be a 32-byte public key")
         cls._check_header(seq=seq, prev=prev, timestamp=timestamp)
         if type(kind) is not int or kind not in _KINDS:
-            raise InvalidBody(f"unknown entry kind {kind!r}", seq=seq)
+            raise InvalidBody("unknown entry kind (1-8 are defined)", seq=seq)
         try:
             parsed = body_from_cbor(_KINDS[kind], body)
         except InvalidBody as exc:

@@ -65,7 +65,9 @@ class ForkProof:
             raise DecodeError("fork proof must be an array [version, first, second]")
         version, first, second = obj
         if type(version) is not int or version != PROTOCOL_VERSION:
-            raise UnsupportedVersion(f"fork proof version {version!r} is not supported")
+            # Never repr an untrusted value: a huge integer cannot even be printed.
+            raise UnsupportedVersion(
+                f"fork proof version is not {PROTOCOL_VERSION}, the only one supported")
         if type(first) is not bytes or type(second) is not bytes:
             raise DecodeError("fork proof entries must be byte strings")
         return cls(first=Entry.decode(first), second=Entry.decode(second))

@@ -316,7 +316,7 @@ def verify_proof(
         raise DecodeError("proof must be [version, subject, own, others, forks]")
     version, subject_key, own_raw, others_raw, forks_raw = fields
     if type(version) is not int or version != PROOF_VERSION:
-        raise UnsupportedVersion(f"proof version {version!r} is not supported")
+        raise UnsupportedVersion(f"proof version is not {PROOF_VERSION}, the only one supported")
     if type(subject_key) is not bytes or len(subject_key) != KEY_SIZE:
         raise DecodeError("proof: subject must be a 32-byte key")
     own_list, others_list, forks_list = (

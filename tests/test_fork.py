@@ -71,3 +71,32 @@ def test_value_sharing_bomb_is_refused_before_expansion() -> None:
     assert len(bomb) < 1000
     with pytest.raises(shinyo.NonCanonical, match="shared"):
         ForkProof.decode(bomb)
+
+
+def test_sharing_bomb_inside_a_set_and_a_bignum_version_are_typed() -> None:
+    """Review findings: arrays decoded as tuples (in sets, map keys) slipped past
+    the node budget; a huge bignum version crashed message formatting."""
+    node: list[object] = []
+    for _ in range(60):
+        node = [node, node]
+    # A set (tag 258) of that DAG: decoding would turn its arrays into tuples and
+    # hash them, 2^60 steps, inside the decoder itself.
+    bomb = cbor2.dumps([1, cbor2.CBORTag(258, [node]), b""], value_sharing=True)
+    with pytest.raises(VerificationError):
+        ForkProof.decode(bomb)
+    big = cbor2.dumps([10**4400, b"", b""])  # > 4300 digits: str() of it raises
+    assert len(big) < 2064
+    with pytest.raises(VerificationError):
+        ForkProof.decode(big)
+
+
+@given(st.binary(max_size=300))
+def test_head_scan_agrees_with_cbor2_on_sharing_tags(raw: bytes) -> None:
+    """The scan never misses a 28/29 tag that cbor2 would act on."""
+    from shinyo._cbor import has_value_sharing  # noqa: PLC0415
+
+    for tag in (28, 29):
+        wrapped = cbor2.dumps(cbor2.CBORTag(tag, raw)) if tag == 28 else cbor2.dumps(
+            [cbor2.CBORTag(28, raw), cbor2.CBORTag(29, 0)])
+        assert has_value_sharing(wrapped)
+    assert not has_value_sharing(cbor2.dumps([raw, raw.hex()]))  # hidden in strings: ignored
