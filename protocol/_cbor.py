@@ -12,6 +12,7 @@ values.  Types are then checked field by field by each structure's own parser.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import cbor2
@@ -85,7 +86,13 @@ def _fits(obj: object, budget: int) -> bool:
     return True
 
 
-_SHARING = (b"\xd8\x1c", b"\xd8\x1d")  # the heads of tags 28 (shareable) and 29 (sharedref)
+# The heads of tags 28 (shareable) and 29 (sharedref).
+_SHARING = re.compile(b"\xd8[\x1c\x1d]")
+
+
+def may_share_values(data: bytes) -> bool:
+    """Cheap prefilter: False guarantees no value-sharing tag anywhere in ``data``."""
+    return _SHARING.search(data) is not None
 
 
 def has_value_sharing(data: bytes) -> bool:
@@ -99,7 +106,7 @@ def has_value_sharing(data: bytes) -> bool:
     the heads finds every tag; a substring test skips the pass for almost
     every input.  Malformed input returns False and is left to the decoder.
     """
-    if _SHARING[0] not in data and _SHARING[1] not in data:
+    if not may_share_values(data):
         return False
     i, n = 0, len(data)
     while i < n:

@@ -23,7 +23,7 @@ from typing import Any
 import cbor2
 
 from ._body import Body, Kind, body_from_cbor
-from ._cbor import encode, has_value_sharing
+from ._cbor import encode, has_value_sharing, may_share_values
 from ._constants import (
     DST_ENTRY_ID,
     DST_ENTRY_SIG,
@@ -186,7 +186,10 @@ class Entry:
             raise DecodeError(f"entry: expected bytes, got {type(data).__name__}")
         if len(data) > MAX_ENTRY_SIZE:  # 1
             raise Oversize(f"entry: {len(data)} bytes exceeds the limit of {MAX_ENTRY_SIZE}")
-        if has_value_sharing(data):  # 2 (review: refuse DAG bombs before decoding)
+        # Refuse value-sharing DAG bombs before decoding (found by review).  The
+        # payload lies inside ``data``, so one prefilter pass covers both.
+        suspicious = may_share_values(data)
+        if suspicious and has_value_sharing(data):  # 2
             raise NonCanonical("entry: shared values (CBOR tags 28/29) are not allowed")
         try:
             envelope = cbor2.loads(data)  # 2
@@ -209,13 +212,13 @@ class Entry:
                 "entry envelope is not in deterministic encoding (non-shortest length, "
                 "indefinite length, or trailing bytes)"
             )
+        if suspicious and has_value_sharing(payload):
+            raise NonCanonical("entry payload: shared values (CBOR tags 28/29) are not allowed")
         return cls._parse_payload(payload, signature)
 
     @classmethod
     def _parse_payload(cls, payload: bytes, signature: bytes) -> Entry:
         """Steps 3-7a of spec 6.4 on an envelope's two byte strings."""
-        if has_value_sharing(payload):
-            raise NonCanonical("entry payload: shared values (CBOR tags 28/29) are not allowed")
         try:
             fields: Any = cbor2.loads(payload)  # 3
         except Exception as exc:
