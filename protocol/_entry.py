@@ -22,7 +22,7 @@ from typing import Any
 
 import cbor2
 
-from ._body import Body, Kind, body_from_cbor
+from ._body import Body, Kind, Propose, body_from_cbor
 from ._cbor import encode, has_value_sharing, may_share_values
 from ._constants import (
     DST_ENTRY_ID,
@@ -102,6 +102,15 @@ class Entry:
     @property
     def kind(self) -> Kind:
         return self.body.kind
+
+    @property
+    def trade(self) -> bytes | None:
+        """The trade this entry belongs to: its own id for a proposal, the body's
+        ``trade`` for the other trade kinds, None for a vouch (spec 6.2)."""
+        if isinstance(self.body, Propose):
+            return self.id
+        trade = getattr(self.body, "trade", None)
+        return trade if isinstance(trade, bytes) else None
 
     # -- building -------------------------------------------------------------
 
@@ -261,21 +270,22 @@ class Entry:
 
 
 
-MapFn = Callable[[Callable[[list[Entry]], list[bool]], Iterable[list[Entry]]], Iterable[list[bool]]]
+_Errors = list[BadSignature | None]
+MapFn = Callable[[Callable[[list[Entry]], _Errors], Iterable[list[Entry]]], Iterable[_Errors]]
 """A ``map``-like function; pass an executor's ``map`` to check signatures in parallel."""
 
 _CHUNK = 256  # entries per task: large enough to amortise a thread hand-off
 
 
-def _signatures_ok(entries: list[Entry]) -> list[bool]:
-    out = []
+def _signature_errors(entries: list[Entry]) -> list[BadSignature | None]:
+    out: list[BadSignature | None] = []
     for e in entries:
         try:
             e._check_signature()
-        except BadSignature:
-            out.append(False)
+        except BadSignature as exc:
+            out.append(exc)
         else:
-            out.append(True)
+            out.append(None)
     return out
 
 
@@ -305,12 +315,9 @@ def decode_all(
         raw_of.append(raw)
     chunks = [pending[i : i + _CHUNK] for i in range(0, len(pending), _CHUNK)]
     done = 0
-    for chunk, oks in zip(chunks, map(_signatures_ok, chunks), strict=True):
-        for k, (entry, ok) in enumerate(zip(chunk, oks, strict=True)):
-            if not ok:
-                results[raw_of[done + k]] = BadSignature(
-                    f"signature does not verify under author {entry.author.short()}",
-                    seq=entry.seq,
-                )
+    for chunk, errors in zip(chunks, map(_signature_errors, chunks), strict=True):
+        for k, error in enumerate(errors):
+            if error is not None:
+                results[raw_of[done + k]] = error
         done += len(chunk)
     return results

@@ -165,7 +165,7 @@ class SigningIdentity:
     """The secret half of a pseudonym.
 
     The protocol core never reads randomness: make one with :meth:`from_seed`,
-    giving 32 bytes from ``os.urandom`` (the node does) or a fixed seed (tests
+    giving 32 bytes from the operating system's random source (the node does) or a fixed seed (tests
     and vectors do).
     """
 

@@ -26,7 +26,7 @@ from ._constants import ACCEPT_WINDOW, COMMIT_WINDOW, MIN_STARS, RESPONSE_WINDOW
 from ._entry import Entry
 from ._errors import LocalProtocolError
 from ._identity import Pseudonym
-from ._trade import TradeSession
+from ._trade import TradeSession, reveals_first
 
 __all__ = ["Outcome", "TradeOutcome", "classify"]
 
@@ -56,17 +56,6 @@ class TradeOutcome:
     at: int | None  # when the outcome was settled (reveal, cancel or deadline time)
     reason: str
     cancelled_by: Pseudonym | None = None
-
-
-def _reveal_order(s: TradeSession) -> bool | None:
-    """True if the subject reveals first, False if second; None before both commits."""
-    mine, theirs = s.mine.commit, s.theirs.commit
-    if mine is None or theirs is None:
-        return None
-    assert isinstance(mine.body, Commit) and isinstance(theirs.body, Commit)
-    if mine.body.ack is None and theirs.body.ack is None:  # a commit race
-        return s.role is Role.PROPOSER
-    return mine.body.ack is None  # whoever committed without an ack reveals first
 
 
 def _missed(entry: Entry | None, due: int, now: int) -> bool:
@@ -127,7 +116,7 @@ def classify(session: TradeSession, *, now: int, silent_until: int | None = None
         my_due = max(my_due, their_commit.timestamp + RESPONSE_WINDOW)
     if _missed(mine.commit, my_due, now):
         return result(Outcome.STALLED, MIN_STARS, my_due, "the subject's commit was missed")
-    first = _reveal_order(s)
+    first = reveals_first(s.role, mine.commit, their_commit)
     reveal_due: int | None = None
     if first is True:
         assert mine.commit is not None and their_commit is not None

@@ -36,11 +36,10 @@ class Participant:
 
     def _append(self, body: Body, timestamp: int) -> Entry:
         entry = self.chain.append_new(self.identity, timestamp=timestamp, body=body)
-        trade = entry.id if isinstance(body, Propose) else getattr(body, "trade", None)
         if isinstance(body, Propose):
             self.sessions[entry.id] = TradeSession(me=self.pseudonym, proposal=entry)
-        elif trade is not None:
-            self.session(trade).receive(entry)
+        elif entry.trade is not None:
+            self.session(entry.trade).receive(entry)
         return entry
 
     def session(self, trade: bytes) -> TradeSession:
@@ -113,8 +112,7 @@ class Participant:
                 return None
             offer = self.sessions[entry.id] = TradeSession(me=self.pseudonym, proposal=entry)
             return offer
-        trade = getattr(body, "trade", None)
-        session = self.sessions.get(trade) if isinstance(trade, bytes) else None
+        session = None if entry.trade is None else self.sessions.get(entry.trade)
         if session is None or session.them != entry.author:
             return None
         # An entry can be valid in its own chain yet break the two-party rules

@@ -55,25 +55,17 @@ from ._fork import ForkProof
 from ._identity import Pseudonym
 from ._outcome import TradeOutcome, classify
 from ._scoring import Policy, ScoreReport, score
-from ._trade import TradeSession
+from ._trade import TradeSession, reveals_first
 
 __all__ = ["ProofReport", "build_proof", "verify_proof"]
-
-
-def _trade_of(entry: Entry) -> bytes | None:
-    if isinstance(entry.body, Propose):
-        return entry.id
-    trade = getattr(entry.body, "trade", None)
-    return trade if isinstance(trade, bytes) else None
 
 
 def _by_trade(entries: Sequence[Entry]) -> dict[bytes, list[Entry]]:
     """Group entries by the trade they belong to, in one pass (cost stays linear)."""
     groups: dict[bytes, list[Entry]] = {}
     for e in entries:
-        trade = _trade_of(e)
-        if trade is not None:
-            groups.setdefault(trade, []).append(e)
+        if e.trade is not None:
+            groups.setdefault(e.trade, []).append(e)
     return groups
 
 
@@ -321,8 +313,10 @@ def verify_proof(
         raise DecodeError("proof: subject must be a 32-byte key")
     own_list, others_list, forks_list = (
         _list(own_raw, "own"), _list(others_raw, "others"), _list(forks_raw, "forks"))
-    total = len(own_list) + len(forks_list) + sum(
-        len(g[1]) for g in others_list if type(g) is list and len(g) == 2 and type(g[1]) is list)
+    # The entry lists of well-shaped groups; misshaped ones fail in step 7.
+    group_items = [g[1] for g in others_list
+                   if type(g) is list and len(g) == 2 and type(g[1]) is list]
+    total = len(own_list) + len(forks_list) + sum(len(items) for items in group_items)
     if total > MAX_PROOF_ENTRIES:
         raise Oversize(f"proof holds {total} entries, more than {MAX_PROOF_ENTRIES}")
     subject = Pseudonym(key=subject_key)
@@ -331,9 +325,8 @@ def verify_proof(
     # Decode (and check the signatures of) every entry up front, possibly in
     # parallel; the steps below then meet each result in the spec's order.
     flat = [r for r in own_list if type(r) is bytes]
-    for g in others_list:
-        if type(g) is list and len(g) == 2 and type(g[1]) is list:
-            flat.extend(r for r in g[1] if type(r) is bytes)
+    for items in group_items:
+        flat.extend(r for r in items if type(r) is bytes)
     decoded = decode_all(flat, map=map)
     chain = Chain(subject)
     for raw in own_list:
@@ -368,21 +361,6 @@ def verify_proof(
     )
 
 
-def _race_second(role: Role, my_commit: Entry | None, theirs: list[Entry]) -> bool:
-    """In a commit race (both commits without an ack) the acceptor reveals second.
-
-    An acceptor whose commit carries no ack is second only if the proposer's
-    commit carries none either; if the proposer acked it, the acceptor revealed
-    first (review F10).  The proposer's commit is held whenever the acceptor's
-    reveal acks it (step 8b).
-    """
-    if role is not Role.ACCEPTOR or my_commit is None or not isinstance(my_commit.body, Commit):
-        return False
-    their_commit = next((e for e in theirs if isinstance(e.body, Commit)), None)
-    return (my_commit.body.ack is None and their_commit is not None
-            and isinstance(their_commit.body, Commit) and their_commit.body.ack is None)
-
-
 def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry],
                  theirs: list[Entry], run_ends: dict[int, int], forked: bool, now: int
                  ) -> TradeOutcome:
@@ -407,9 +385,11 @@ def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry]
                              f"seq {e.seq} is missing", seq=e.seq)
     my_reveal = next((e for e in mine if isinstance(e.body, Reveal)), None)
     my_commit = next((e for e in mine if isinstance(e.body, Commit)), None)
-    if my_reveal is not None and isinstance(my_reveal.body, Reveal) and (
-            my_reveal.body.ack is None or _race_second(role, my_commit, theirs)) and not any(
-            isinstance(e.body, Reveal) for e in theirs):
+    their_commit = next((e for e in theirs if isinstance(e.body, Commit)), None)
+    # Whichever commit the subject's reveal depends on is held by now (8b), so
+    # the order is known whenever the subject revealed.
+    if my_reveal is not None and reveals_first(role, my_commit, their_commit) is False \
+            and not any(isinstance(e.body, Reveal) for e in theirs):
         # The subject revealed second, which it may only do once the counterparty's
         # reveal (acknowledging the subject's commitment) is in hand (spec 7.3).
         raise Incomplete(f"trade {short}…: the subject revealed after the counterparty, "

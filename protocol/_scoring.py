@@ -21,6 +21,7 @@ Theory of operation
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -193,7 +194,7 @@ def score(
 ) -> ScoreReport:
     """Count, score under each policy (all defaults if none given), and rank."""
     items = list(outcomes)
-    by = {o: sum(1 for i in items if i.outcome is o) for o in Outcome}
+    by = Counter(i.outcome for i in items)
     cancelled_by_subject = sum(1 for i in items if i.cancelled_by == i.subject)
     counts = {
         "trades": len(items),
@@ -216,10 +217,7 @@ def score(
     reveal = _rate(counts["given"], counts["given"] + by[Outcome.STALLED])
     samples = _merge(items)
     chosen = list(policies) or [Policy.parse(name) for name in POLICIES]
-    scores = {}
-    for p in chosen:
-        value = _apply(p, samples, as_of)
-        scores[str(p)] = None if value is None else round4(value)
+    scores = {str(p): _rounded(p, samples, as_of) for p in chosen}
     window = Policy.parse(f"window:days={tier_window_days}")
     in_window = [s for s in samples if s.at > as_of - tier_window_days * DAY]
     wmean = _apply(window, samples, as_of)
@@ -265,7 +263,7 @@ def meets(
         key = str(Policy.parse(policy or "bayes"))
         value = report.scores.get(key)
         if value is None:
-            value = _score_one(report, key)
+            value = _rounded(Policy.parse(key), report.samples, report.as_of)
         if value is None or value < min_score:
             reasons.append(f"{key} score {value} is below {min_score}")
     if min_trades is not None and report.counts["rated"] < min_trades:
@@ -278,7 +276,7 @@ def meets(
     return Verdict(ok=not reasons, reasons=tuple(reasons))
 
 
-def _score_one(report: ScoreReport, key: str) -> float | None:
-    value = _apply(Policy.parse(key), report.samples, report.as_of)
+def _rounded(policy: Policy, samples: Sequence[Sample], as_of: int) -> float | None:
+    value = _apply(policy, samples, as_of)
     return None if value is None else round4(value)
 

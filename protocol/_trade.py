@@ -181,6 +181,20 @@ class Side:
     response: Entry | None = None
 
 
+def reveals_first(role: Role, mine: Entry | None, theirs: Entry | None) -> bool | None:
+    """Does the party with ``role`` and commit ``mine`` reveal first (spec 7.3)?
+
+    Whoever committed without an ack reveals first; after a commit race (both
+    commits without one) the proposer does.  None until both commits exist.
+    """
+    if mine is None or theirs is None:
+        return None
+    assert isinstance(mine.body, Commit) and isinstance(theirs.body, Commit)
+    if mine.body.ack is None and theirs.body.ack is None:
+        return role is Role.PROPOSER
+    return mine.body.ack is None
+
+
 class TradeSession:
     """One trade, from ``me``'s side.  Start it from the proposal entry."""
 
