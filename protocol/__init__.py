@@ -29,8 +29,10 @@ from ._constants import (
     MAX_ENTRY_SIZE,
     MAX_PROOF_SIZE,
     PROOF_MAGIC,
+    PROOF_VERSION,
     PROTOCOL_VERSION,
     RESPONSE_WINDOW,
+    RETRACT_WINDOW,
 )
 from ._digest import rating_commitment, terms_digest, text_digest
 from ._entry import Entry, entry_id
@@ -62,6 +64,7 @@ from ._identity import Pseudonym, SigningIdentity
 from ._outcome import Outcome, TradeOutcome, classify
 from ._participant import Participant
 from ._proof import ProofReport, build_proof, verify_proof
+from ._proof_file import ProofFile, read_proof_file
 from ._scoring import POLICIES, TIERS, Policy, ScoreReport, Tier, Verdict, meets, score
 from ._trade import (
     TRANSITIONS,
@@ -84,8 +87,10 @@ __all__ = [
     "MAX_PROOF_SIZE",
     "POLICIES",
     "PROOF_MAGIC",
+    "PROOF_VERSION",
     "PROTOCOL_VERSION",
     "RESPONSE_WINDOW",
+    "RETRACT_WINDOW",
     "TIERS",
     "TRANSITIONS",
     "Accept",
@@ -114,6 +119,7 @@ __all__ = [
     "Oversize",
     "Participant",
     "Policy",
+    "ProofFile",
     "ProofReport",
     "Propose",
     "Pseudonym",
@@ -147,6 +153,7 @@ __all__ = [
     "entry_id",
     "meets",
     "rating_commitment",
+    "read_proof_file",
     "score",
     "terms_digest",
     "text_digest",

@@ -29,7 +29,7 @@ from ._body import (
     Reveal,
     Vouch,
 )
-from ._constants import GENESIS_PREV, MAX_CLOCK_SKEW
+from ._constants import DAY, GENESIS_PREV, MAX_CLOCK_SKEW, RETRACT_WINDOW
 from ._digest import rating_commitment
 from ._entry import Entry
 from ._errors import (
@@ -250,6 +250,10 @@ class Chain:
                 raise violation("only a revealed rating can be retracted")
             if view.retract is not None:
                 raise violation("the rating is already retracted; retracting twice is meaningless")
+            # Bounded so that a verifier can know a rating is final (spec 7.5, 7.8).
+            if entry.timestamp > view.reveal.timestamp + RETRACT_WINDOW:
+                raise violation(f"a rating can be retracted only within {RETRACT_WINDOW // DAY} "
+                                "days of its reveal")
             view.retract = entry
         elif isinstance(body, Response):
             view = self._known(entry, body.trade)

@@ -50,6 +50,8 @@ COMMIT_WINDOW: Final = 30 * DAY
 """Each party must commit its rating at most this long after the acceptance."""
 RESPONSE_WINDOW: Final = 14 * DAY
 """Acknowledging the counterparty's commitment, and revealing once able to."""
+RETRACT_WINDOW: Final = 30 * DAY
+"""A rater may retract its rating at most this long after revealing it."""
 MAX_CLOCK_SKEW: Final = 10 * 60
 """How far in the future (by the verifier's clock) an entry may claim to be."""
 

@@ -5,7 +5,7 @@ every entry of the trade the verifier holds (the subject's and the
 counterparty's), the verifier's as-of time, and how far the verifier holds
 *evidence of silence*: ``silent_until`` is the timestamp of the last entry of a
 contiguous, verified segment of the counterparty's chain that starts at its
-last entry for the trade and contains no later entry for it (spec 7.8).  A
+last *step* entry for the trade (opening, commit or reveal) (spec 7.8).  A
 counterparty step whose deadline is before ``silent_until`` provably never
 happened on time.
 
@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 from ._body import Commit, Reveal
 from ._chain import Role
-from ._constants import ACCEPT_WINDOW, COMMIT_WINDOW, MIN_STARS, RESPONSE_WINDOW
+from ._constants import (
+    ACCEPT_WINDOW,
+    COMMIT_WINDOW,
+    MIN_STARS,
+    RESPONSE_WINDOW,
+    RETRACT_WINDOW,
+)
 from ._entry import Entry
 from ._errors import LocalProtocolError
 from ._identity import Pseudonym
@@ -56,6 +62,9 @@ class TradeOutcome:
     at: int | None  # when the outcome was settled (reveal, cancel or deadline time)
     reason: str
     cancelled_by: Pseudonym | None = None
+    # For ``rated``: whether the counterparty's chain is shown past the retraction
+    # window without a retraction, so the rating is final (spec 7.8).
+    confirmed: bool | None = None
 
 
 def _missed(entry: Entry | None, due: int, now: int) -> bool:
@@ -78,11 +87,12 @@ def classify(session: TradeSession, *, now: int, silent_until: int | None = None
     given = None if mine.retract is not None else _stars(mine.reveal)
 
     def result(outcome: Outcome, stars: int | None, at: int | None, reason: str,
-               cancelled_by: Pseudonym | None = None) -> TradeOutcome:
+               cancelled_by: Pseudonym | None = None, confirmed: bool | None = None
+               ) -> TradeOutcome:
         return TradeOutcome(
             trade=s.trade, subject=s.me, counterparty=s.them, context=s.context, role=s.role,
             outcome=outcome, stars=stars, given=given, at=at, reason=reason,
-            cancelled_by=cancelled_by,
+            cancelled_by=cancelled_by, confirmed=confirmed,
         )
 
     # Row 1: a cancellation held from either side stands.
@@ -104,8 +114,27 @@ def classify(session: TradeSession, *, now: int, silent_until: int | None = None
                           "proposal neither linked to an acceptance nor withdrawn")
         return result(Outcome.PENDING, None, None, "proposal awaiting acceptance")
 
-    # Row 2: a step of the subject's own, missed.
+    # Deadlines of C's steps (spec 7.6), from the subject's entries and C's own.
     their_commit = theirs.commit
+    first = reveals_first(s.role, mine.commit, their_commit)
+    their_commit_due = accept.timestamp + COMMIT_WINDOW
+    if mine.commit is not None:
+        their_commit_due = max(their_commit_due, mine.commit.timestamp + RESPONSE_WINDOW)
+    their_reveal_due: int | None = None
+    if first is False:
+        assert mine.commit is not None and their_commit is not None
+        their_reveal_due = max(mine.commit.timestamp, their_commit.timestamp) + RESPONSE_WINDOW
+    elif first is True and mine.reveal is not None:
+        their_reveal_due = mine.reveal.timestamp + RESPONSE_WINDOW
+    # A late step of C ends the trade as C's fault and obliges the subject to
+    # nothing more: otherwise a holder could drop a late step of C (and the
+    # chain after it) to trade the obligation it starts for "expired" (review
+    # F3, F4).  Held or hidden, a late step of C gives the same outcome.
+    their_commit_late = their_commit is not None and their_commit.timestamp > their_commit_due
+    their_reveal_late = (theirs.reveal is not None and their_reveal_due is not None
+                         and theirs.reveal.timestamp > their_reveal_due)
+
+    # Row 2: a step of the subject's own, missed.
     my_due = accept.timestamp + COMMIT_WINDOW
     # The counterparty's commit extends the subject's deadline only for a commit
     # that answers it (acks it), or while the subject has not committed: a late
@@ -116,41 +145,39 @@ def classify(session: TradeSession, *, now: int, silent_until: int | None = None
         my_due = max(my_due, their_commit.timestamp + RESPONSE_WINDOW)
     if _missed(mine.commit, my_due, now):
         return result(Outcome.STALLED, MIN_STARS, my_due, "the subject's commit was missed")
-    first = reveals_first(s.role, mine.commit, their_commit)
     reveal_due: int | None = None
-    if first is True:
+    if first is True and not their_commit_late:
         assert mine.commit is not None and their_commit is not None
         reveal_due = max(mine.commit.timestamp, their_commit.timestamp) + RESPONSE_WINDOW
-    elif first is False and theirs.reveal is not None:
+    elif first is False and theirs.reveal is not None and not their_reveal_late:
         reveal_due = theirs.reveal.timestamp + RESPONSE_WINDOW
     if reveal_due is not None and _missed(mine.reveal, reveal_due, now):
         return result(Outcome.STALLED, MIN_STARS, reveal_due, "the subject's reveal was missed")
 
-    # Rows 3-4: the counterparty's rating is held (late or not: its value was fixed
-    # when it committed, so its lateness counts against the counterparty only).
+    # Rows 3-5: the counterparty's rating is held: late, retracted, or standing.
     if theirs.reveal is not None:
+        if their_reveal_late:
+            assert their_reveal_due is not None
+            return result(Outcome.EXPIRED, None, their_reveal_due,
+                          "the counterparty revealed after its deadline")
         if theirs.retract is not None:
             return result(Outcome.RETRACTED, None, theirs.retract.timestamp,
                           "the counterparty retracted its rating")
+        # Final once C's chain is shown past the retraction window (spec 7.8).
+        final = theirs.reveal.timestamp + RETRACT_WINDOW
         return result(Outcome.RATED, _stars(theirs.reveal), theirs.reveal.timestamp,
-                      "rated by the counterparty")
+                      "rated by the counterparty",
+                      confirmed=silent_until is not None and silent_until > final)
+    if their_commit_late:
+        return result(Outcome.EXPIRED, None, their_commit_due,
+                      "the counterparty committed after its deadline")
 
-    # Rows 5-6: a counterparty step overdue, with or without evidence of silence.
-    their_due = accept.timestamp + COMMIT_WINDOW
-    if mine.commit is not None:
-        their_due = max(their_due, mine.commit.timestamp + RESPONSE_WINDOW)
+    # Rows 6-7: a counterparty step overdue, with or without evidence of silence.
     overdue: tuple[int, str] | None = None
-    if their_commit is None and now > their_due:
-        overdue = (their_due, "commit")
-    elif first is False and their_commit is not None:
-        assert mine.commit is not None
-        due = max(mine.commit.timestamp, their_commit.timestamp) + RESPONSE_WINDOW
-        if now > due:
-            overdue = (due, "reveal")
-    elif first is True and mine.reveal is not None:
-        due = mine.reveal.timestamp + RESPONSE_WINDOW
-        if now > due:
-            overdue = (due, "reveal")
+    if their_commit is None and now > their_commit_due:
+        overdue = (their_commit_due, "commit")
+    elif their_reveal_due is not None and now > their_reveal_due:
+        overdue = (their_reveal_due, "reveal")
     if overdue is not None:
         due, step = overdue
         if silent_until is not None and silent_until > due:

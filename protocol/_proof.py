@@ -24,17 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._body import Commit, Propose, Response, Reveal
-from ._cbor import decode_canonical, encode
+from ._body import Accept, Commit, Propose, Response, Reveal
 from ._chain import Chain, Role
 from ._constants import (
     EVIDENCE_SPAN,
-    KEY_SIZE,
     MAX_CLOCK_SKEW,
     MAX_PROOF_ENTRIES,
     MAX_PROOF_SIZE,
-    PROOF_MAGIC,
-    PROOF_VERSION,
 )
 from ._entry import Entry, MapFn, decode_all
 from ._errors import (
@@ -44,20 +40,30 @@ from ._errors import (
     FutureTimestamp,
     Incomplete,
     LocalProtocolError,
-    Oversize,
     SeqGap,
     TradeRuleViolation,
-    UnsupportedVersion,
     VerificationError,
     WrongAuthor,
 )
 from ._fork import ForkProof
 from ._identity import Pseudonym
 from ._outcome import TradeOutcome, classify
+from ._proof_file import ProofFile, read_proof_file
 from ._scoring import Policy, ScoreReport, score
 from ._trade import TradeSession, reveals_first
 
 __all__ = ["ProofReport", "build_proof", "verify_proof"]
+
+
+def _is_step(entry: Entry) -> bool:
+    """A step of the rating protocol: the opening, the commit or the reveal (spec 7.8).
+
+    Evidence of silence starts at the last step held, never at a later
+    response or retraction: otherwise dropping a reveal while keeping the
+    response after it would start the evidence past the missing reveal
+    (review F2).
+    """
+    return isinstance(entry.body, (Propose, Accept, Commit, Reveal))
 
 
 def _by_trade(entries: Sequence[Entry]) -> dict[bytes, list[Entry]]:
@@ -97,27 +103,26 @@ def build_proof(
         seqs = wanted.setdefault(view.counterparty, set())
         theirs = groups[view.counterparty].get(trade, [])
         seqs.update(e.seq for e in theirs)
-        if not theirs:
+        steps = [e for e in theirs if _is_step(e)]
+        if not steps:
             continue
-        # Evidence of silence: the counterparty's chain after its last entry for
-        # the trade, far enough to pass every deadline that entry could start.
-        last = theirs[-1]
+        # Evidence of silence: the counterparty's chain after its last step for
+        # the trade, far enough to pass every deadline that step could start.
+        last = steps[-1]
         for seq in range(last.seq + 1, len(them) + 1):
             seqs.add(seq)
             if them[seq].timestamp > last.timestamp + EVIDENCE_SPAN:
                 break
-    others = []
-    for who in sorted(wanted, key=lambda p: p.key):
-        chain = counterparties[who]
-        others.append([who.key, [chain[s].encode() for s in sorted(wanted[who])]])
-    body = [
-        PROOF_VERSION,
-        subject.author.key,
-        [e.encode() for e in subject.entries],
-        others,
-        sorted(f.encode() for f in forks),
-    ]
-    data = PROOF_MAGIC + encode(body)
+    own = [e.encode() for e in subject.entries]
+    others = [(who.key, [counterparties[who][s].encode() for s in sorted(wanted[who])])
+              for who in sorted(wanted, key=lambda p: p.key)]
+    fork_list = sorted(f.encode() for f in forks)
+    items = len(own) + len(others) + sum(len(g) for _, g in others) + len(fork_list)
+    if items > MAX_PROOF_ENTRIES:
+        raise LocalProtocolError(f"the proof would hold {items} items, more than "
+                                 f"{MAX_PROOF_ENTRIES}")
+    data = ProofFile(subject=subject.author.key, own=own, others=others, forks=fork_list,
+                     items=items).encode()
     if len(data) > MAX_PROOF_SIZE:
         raise LocalProtocolError(f"the proof would exceed {MAX_PROOF_SIZE} bytes")
     return data
@@ -166,6 +171,7 @@ class ProofReport:
                     "context": t.context,
                     "status": t.outcome.value,
                     "stars": t.stars,
+                    "confirmed": t.confirmed,
                     "given": t.given,
                     "at": t.at,
                     "reason": t.reason,
@@ -175,30 +181,19 @@ class ProofReport:
         }
 
 
-def _list(value: object, what: str) -> list[Any]:
-    if type(value) is not list:
-        raise DecodeError(f"proof: {what} must be an array")
-    return value
-
-
-def _decode_others(raw: list[Any], subject: Pseudonym, now: int | None,
-                   decoded: dict[bytes, Entry | VerificationError]
+def _decode_others(groups: list[tuple[bytes, list[bytes]]], subject: Pseudonym,
+                   now: int | None, decoded: dict[bytes, Entry | VerificationError]
                    ) -> dict[Pseudonym, list[Entry]]:
     others: dict[Pseudonym, list[Entry]] = {}
     previous: bytes | None = None
-    for group in raw:
-        if type(group) is not list or len(group) != 2:
-            raise DecodeError("proof: each counterparty group is [key, [entries]]")
-        key, items = group
-        if type(key) is not bytes or len(key) != KEY_SIZE:
-            raise DecodeError("proof: a counterparty key must be 32 bytes")
+    for key, items in groups:
         if previous is not None and key <= previous:
             raise DecodeError("proof: counterparty groups must be sorted by key, no repeats")
         previous = key
         who = Pseudonym(key=key)
         if who == subject:
             raise DecodeError("proof: the subject's entries belong in 'own', not 'others'")
-        entries = [_entry(b, decoded) for b in _list(items, "a counterparty's entries")]
+        entries = [_entry(b, decoded) for b in items]
         for i, e in enumerate(entries):
             if e.author != who:
                 raise WrongAuthor(f"listed under {who.short()}", seq=e.seq)
@@ -213,10 +208,8 @@ def _decode_others(raw: list[Any], subject: Pseudonym, now: int | None,
     return others
 
 
-def _entry(raw: object, decoded: dict[bytes, Entry | VerificationError]) -> Entry:
+def _entry(raw: bytes, decoded: dict[bytes, Entry | VerificationError]) -> Entry:
     """The pre-decoded result for ``raw``: the entry, or the error decoding it raised."""
-    if type(raw) is not bytes:
-        raise DecodeError("proof: entries are byte strings")
     result = decoded.get(raw)
     if result is None:
         return Entry.decode(raw)
@@ -289,44 +282,16 @@ def verify_proof(
     several cores.  The verdict, and which failure is reported first, does not
     depend on it.
     """
-    if type(data) is not bytes:
-        raise DecodeError("a proof is bytes")
-    if len(data) > MAX_PROOF_SIZE:
-        raise Oversize(f"proof of {len(data)} bytes exceeds {MAX_PROOF_SIZE}")
-    if not data.startswith(PROOF_MAGIC):
-        raise DecodeError("not a shinyo proof file (it does not start with SHINYO-PROOF)")
-    body = data[len(PROOF_MAGIC):]
-    # A version-1 proof starts [5 items, version 1, a 32-byte subject]: check that
-    # before decoding the rest, so a huge file of another shape costs nothing.
-    if len(body) > 1 and body[0] == 0x85 and body[1] != 0x01 and body[1] < 0x18:
-        raise UnsupportedVersion(f"proof version {body[1]} is not supported")
-    if body[:4] != b"\x85\x01\x58\x20":
-        raise DecodeError("proof must start [version 1, 32-byte subject, ...]")
-    obj = decode_canonical(body, max_size=MAX_PROOF_SIZE, what="proof")
-    fields = _list(obj, "the proof")
-    if len(fields) != 5:
-        raise DecodeError("proof must be [version, subject, own, others, forks]")
-    version, subject_key, own_raw, others_raw, forks_raw = fields
-    if type(version) is not int or version != PROOF_VERSION:
-        raise UnsupportedVersion(f"proof version is not {PROOF_VERSION}, the only one supported")
-    if type(subject_key) is not bytes or len(subject_key) != KEY_SIZE:
-        raise DecodeError("proof: subject must be a 32-byte key")
-    own_list, others_list, forks_list = (
-        _list(own_raw, "own"), _list(others_raw, "others"), _list(forks_raw, "forks"))
-    # The entry lists of well-shaped groups; misshaped ones fail in step 7.
-    group_items = [g[1] for g in others_list
-                   if type(g) is list and len(g) == 2 and type(g[1]) is list]
-    total = len(own_list) + len(forks_list) + sum(len(items) for items in group_items)
-    if total > MAX_PROOF_ENTRIES:
-        raise Oversize(f"proof holds {total} entries, more than {MAX_PROOF_ENTRIES}")
-    subject = Pseudonym(key=subject_key)
+    parts = read_proof_file(data)
+    own_list, forks_list = parts.own, parts.forks
+    subject = Pseudonym(key=parts.subject)
     if not own_list:
         raise Incomplete("the proof holds none of the subject's entries")
     # Decode (and check the signatures of) every entry up front, possibly in
     # parallel; the steps below then meet each result in the spec's order.
-    flat = [r for r in own_list if type(r) is bytes]
-    for items in group_items:
-        flat.extend(r for r in items if type(r) is bytes)
+    flat = list(own_list)
+    for _, items in parts.others:
+        flat.extend(items)
     decoded = decode_all(flat, map=map)
     chain = Chain(subject)
     for raw in own_list:
@@ -334,8 +299,6 @@ def verify_proof(
 
     forked: set[Pseudonym] = set()
     for i, raw in enumerate(forks_list):
-        if type(raw) is not bytes:
-            raise DecodeError("proof: fork proofs are byte strings")
         if i and raw <= forks_list[i - 1]:
             raise DecodeError("proof: fork proofs must be sorted, no repeats")
         fork = ForkProof.decode(raw)
@@ -343,7 +306,7 @@ def verify_proof(
             raise Forked(f"{subject.short()} signed two different entries at seq {fork.seq}")
         forked.add(fork.author)
 
-    others = _decode_others(others_list, subject, now, decoded)
+    others = _decode_others(parts.others, subject, now, decoded)
     own_groups = _by_trade(chain.entries)
     their_groups = {who: _by_trade(entries) for who, entries in others.items()}
     run_ends = {who: _run_ends(entries) for who, entries in others.items()}
@@ -357,7 +320,7 @@ def verify_proof(
     return ProofReport(
         subject=subject, head_seq=len(chain), as_of=now, trades=tuple(outcomes), scores=report,
         forked_counterparties=tuple(sorted(forked, key=lambda p: p.key)),
-        entries=total, size=len(data),
+        entries=parts.items - len(parts.others), size=len(data),
     )
 
 
@@ -404,6 +367,6 @@ def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry]
     session = TradeSession(me=subject, proposal=proposal)
     _feed(session, [e for e in mine if e is not proposal],
           [e for e in theirs if e is not proposal])
-    last = max(theirs, key=lambda e: e.seq, default=None)
+    last = max((e for e in theirs if _is_step(e)), key=lambda e: e.seq, default=None)
     silent = None if forked or last is None else run_ends[last.seq]
     return classify(session, now=now, silent_until=silent)

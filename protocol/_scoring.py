@@ -208,6 +208,7 @@ def score(
         "retracted": by[Outcome.RETRACTED],
         "pending": by[Outcome.PENDING],
         "given": sum(1 for i in items if i.given is not None),
+        "unconfirmed": sum(1 for i in items if i.outcome is Outcome.RATED and not i.confirmed),
     }
     # A withheld trade is not completed: without evidence a verifier cannot tell
     # it from the subject's own stall, and hiding must never pay (review F4).

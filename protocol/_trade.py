@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from ._body import Accept, Cancel, Commit, Propose, Response, Retract, Reveal
 from ._chain import Role
-from ._constants import ACCEPT_WINDOW, COMMIT_WINDOW, RESPONSE_WINDOW
+from ._constants import ACCEPT_WINDOW, COMMIT_WINDOW, RESPONSE_WINDOW, RETRACT_WINDOW
 from ._digest import rating_commitment
 from ._entry import Entry
 from ._errors import (
@@ -251,6 +251,8 @@ class TradeSession:
         if isinstance(body, Retract):
             if side.reveal is None or side.retract is not None:
                 raise error("retract: needs a revealed, unretracted rating")
+            if entry.timestamp > side.reveal.timestamp + RETRACT_WINDOW:
+                raise error("retract: the retraction window after the reveal has closed")
             side.retract = entry
             return self.state
         if isinstance(body, Response):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -175,10 +176,69 @@ def test_magic_and_limits() -> None:
         verify_proof(b"%PDF-1.7", now=T0)
     with pytest.raises(Oversize):
         verify_proof(PROOF_MAGIC + bytes(MAX_PROOF_SIZE), now=T0)
-    many = [2 * [b""] * 2, identity(1).pseudonym.key, [b""] * (MAX_PROOF_ENTRIES + 1), [], []]
-    many[0] = 1
-    with pytest.raises(Oversize, match="entries"):
+    many = [1, identity(1).pseudonym.key, [b""] * (MAX_PROOF_ENTRIES + 1), [], []]
+    with pytest.raises(Oversize, match="items"):
         verify_proof(PROOF_MAGIC + cbor2.dumps(many), now=T0)
+
+
+KEY = identity(1).pseudonym.key
+HEAD = PROOF_MAGIC + b"\x85\x01\x58\x20" + KEY  # [5 items, version 1, subject, ...
+
+
+def test_empty_counterparty_groups_count_toward_the_item_limit() -> None:
+    """Review finding F7: groups are items too, or [key, []] pairs were free."""
+    own = [b""] * (MAX_PROOF_ENTRIES - 2)
+    groups = [[bytes([k]) * 32, []] for k in range(1, 4)]
+    with pytest.raises(Oversize, match="items"):
+        verify_proof(PROOF_MAGIC + cbor2.dumps([1, KEY, own, groups, []]), now=T0)
+    with pytest.raises(DecodeError):  # two groups fit; the empty entries then fail to decode
+        verify_proof(PROOF_MAGIC + cbor2.dumps([1, KEY, own, groups[:2], []]), now=T0)
+
+
+def test_a_length_is_charged_before_any_element_is_read() -> None:
+    claim = HEAD + b"\x9b" + (2**40).to_bytes(8, "big")  # own: an array of 2^40 items
+    with pytest.raises(Oversize):
+        verify_proof(claim, now=T0)
+
+
+@pytest.mark.parametrize(("tail", "error", "match"), [
+    (b"\x98\x01\x40\x80\x80", shinyo.NonCanonical, "non-shortest"),
+    (b"\x9f\x40\xff\x80\x80", shinyo.NonCanonical, "indefinite"),
+    (b"\x81\x40\x80\x80\x00", shinyo.NonCanonical, "after"),
+    (b"\x81\xc2\x40\x80\x80", DecodeError, "byte string"),
+    (b"\x81\x80\x80\x80", DecodeError, "byte string"),
+    (b"\x81\x5a\x00\x01", DecodeError, "truncated"),
+    (b"\x81\x41", DecodeError, "truncated"),
+    (b"\x80\x81\x83", DecodeError, "group"),
+    (b"\x80\x80\xa0", DecodeError, "array"),
+])
+def test_the_layout_walk_reports_the_first_fault_in_byte_order(
+        tail: bytes, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        verify_proof(HEAD + tail, now=T0)
+
+
+def test_the_version_is_judged_before_the_shape() -> None:
+    with pytest.raises(shinyo.UnsupportedVersion):
+        verify_proof(PROOF_MAGIC + cbor2.dumps([2]), now=T0)
+    with pytest.raises(shinyo.UnsupportedVersion):
+        verify_proof(PROOF_MAGIC + cbor2.dumps([2**64 - 1, "anything", {}]), now=T0)
+    with pytest.raises(DecodeError, match="must be"):
+        verify_proof(PROOF_MAGIC + cbor2.dumps([1]), now=T0)
+
+
+def test_hostile_shapes_cost_no_more_memory_than_the_file() -> None:
+    """Review finding F7: 2 MiB of empty arrays where entries belong had built a
+    Python list per byte; the walk stops at the first one."""
+    data = HEAD + b"\x9a" + (2**17).to_bytes(4, "big") + b"\x80" * 2**21
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="byte string"):
+            verify_proof(data, now=T0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(data)
 
 
 @given(st.data())
@@ -281,3 +341,96 @@ def test_acceptor_that_committed_first_and_revealed_first_is_not_incomplete(pair
     pair.step(pair.b.reveal(t, timestamp=T0 + 300))
     r = verify_proof(build_proof(pair.b.chain, pair.b.others), now=LATER)
     assert r.trades[0].outcome is Outcome.WITHHELD
+
+
+def _b_goes_on(pair: Pair, until: int, start: int = 50) -> None:
+    """b's chain continues (vouches elsewhere) past ``until``: evidence of silence."""
+    for k, when in enumerate((until - 5 * DAY, until + 3600)):
+        pair.step(pair.b.vouch(identity(start + k).pseudonym, context=CTX, timestamp=when))
+
+
+def _without(data: bytes, kind: shinyo.Kind) -> bytes:
+    """The proof with b's entries of ``kind`` dropped."""
+    f = fields(data)
+    f[3][0][1] = [raw for raw in f[3][0][1] if Entry.decode(raw).kind is not kind]
+    return rebuild(f)
+
+
+def _b_truncated_before(pair: Pair, seq: int) -> bytes:
+    """a's proof as a holder builds it who pretends b's chain ends before ``seq``."""
+    b = pair.b.pseudonym
+    cut = shinyo.Chain.from_entries(pair.a.others[b].entries[:seq - 1])
+    return build_proof(pair.a.chain, {b: cut})
+
+
+def test_dropping_a_reveal_but_keeping_the_response_after_it_is_withheld(pair: Pair) -> None:
+    """Review finding F2: evidence of silence starts at the counterparty's last
+    *step* (here its commit), so a gap where the reveal was shows no silence."""
+    t = pair.agree()
+    pair.rate(t, 5, 1)  # a revealed first; b's 1-star reveal follows
+    pair.step(pair.b.respond(t, text=shinyo.text_digest("fair", salt=bytes(16)),
+                             timestamp=T0 + 7200))
+    _b_goes_on(pair, T0 + 60 + COMMIT_WINDOW + 2 * RESPONSE_WINDOW)
+    data = proof_of(pair)
+    assert verify_proof(data, now=LATER).trades[0].outcome is Outcome.RATED
+    r = verify_proof(_without(data, shinyo.Kind.RATE_REVEAL), now=LATER)
+    assert r.trades[0].outcome is Outcome.WITHHELD and r.trades[0].stars == 1
+
+
+def test_a_late_counterparty_reveal_is_expired_held_or_dropped(pair: Pair) -> None:
+    """Review finding F3: a late reveal of C counts for nothing, so truncating C's
+    chain before it gains the holder nothing."""
+    t = pair.agree()
+    pair.step(pair.a.commit(t, stars=5, nonce=nonce(1), timestamp=T0 + 100))
+    pair.step(pair.b.commit(t, stars=1, nonce=nonce(2), timestamp=T0 + 200))
+    a_reveal = pair.step(pair.a.reveal(t, timestamp=T0 + 300))
+    due = a_reveal.timestamp + RESPONSE_WINDOW
+    pair.step(pair.b.vouch(identity(40).pseudonym, context=CTX, timestamp=due + 3600))
+    late = pair.step(pair.b.reveal(t, timestamp=due + DAY))
+    _b_goes_on(pair, due + 60 * DAY)
+    data = proof_of(pair)
+    held = verify_proof(data, now=LATER).trades[0]
+    assert held.outcome is Outcome.EXPIRED and held.reason.endswith("after its deadline")
+    dropped = verify_proof(_b_truncated_before(pair, late.seq), now=LATER).trades[0]
+    assert dropped.outcome is Outcome.EXPIRED and dropped.stars is None
+
+
+def test_a_late_counterparty_commit_excuses_the_subject(pair: Pair) -> None:
+    """Review finding F4 (late variant): a committed first and never revealed; b's
+    commit came late.  Held or dropped, the trade is expired, not stalled."""
+    t = pair.agree()
+    pair.step(pair.a.commit(t, stars=5, nonce=nonce(1), timestamp=T0 + 100))
+    due = T0 + 60 + COMMIT_WINDOW
+    pair.step(pair.b.vouch(identity(40).pseudonym, context=CTX, timestamp=due + 3600))
+    late = pair.step(pair.b.commit(t, stars=1, nonce=nonce(2), timestamp=due + DAY))
+    _b_goes_on(pair, due + 60 * DAY)
+    data = proof_of(pair)
+    held = verify_proof(data, now=LATER).trades[0]
+    assert held.outcome is Outcome.EXPIRED and held.reason.endswith("after its deadline")
+    dropped = verify_proof(_b_truncated_before(pair, late.seq), now=LATER).trades[0]
+    assert dropped.outcome is Outcome.EXPIRED
+    assert held.at == dropped.at == due
+
+
+def test_ratings_are_confirmed_once_the_retraction_window_is_shown(pair: Pair) -> None:
+    """Review finding F1: a dropped retraction cannot be told from a quiet rater,
+    so a rating is 'confirmed' only with C's chain past the retraction window."""
+    t = pair.agree()
+    pair.rate(t, 5, 5)
+    data = proof_of(pair)
+    r = verify_proof(data, now=LATER)
+    assert r.trades[0].outcome is Outcome.RATED and r.trades[0].confirmed is False
+    assert r.scores.counts["unconfirmed"] == 1
+    _b_goes_on(pair, T0 + 3600 + shinyo.RETRACT_WINDOW)
+    r = verify_proof(proof_of(pair), now=LATER)
+    assert r.trades[0].confirmed is True and r.scores.counts["unconfirmed"] == 0
+    assert r.to_json_obj()["trades"][0]["confirmed"] is True
+
+
+def test_a_retraction_after_its_window_is_refused(pair: Pair) -> None:
+    t = pair.agree()
+    pair.rate(t, 5, 5)
+    late = T0 + 3600 + 30 + shinyo.RETRACT_WINDOW + 1
+    with pytest.raises(shinyo.LocalProtocolError, match="retract"):
+        pair.b.retract(t, timestamp=late)
+    pair.step(pair.b.retract(t, timestamp=late - 1))

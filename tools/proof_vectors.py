@@ -13,7 +13,13 @@ import cbor2
 
 import shinyo
 from shinyo import Entry, ForkProof, Participant, build_proof, verify_proof
-from shinyo._constants import PROOF_MAGIC
+from shinyo._constants import (
+    COMMIT_WINDOW,
+    DAY,
+    PROOF_MAGIC,
+    RESPONSE_WINDOW,
+    RETRACT_WINDOW,
+)
 
 from .craft import T0, ident, story, verdict
 
@@ -97,4 +103,82 @@ def proof_vectors() -> list[dict[str, Any]]:
     add("proof version 2", _file([2, *f[1:]]), "unsupported-version")
     add("judged a year before the entries were made", proofs[bob], "future-timestamp",
         now=T0 - 365 * 86_400)
+    for comment, data, expect in _timing_cases():
+        add(comment, data, expect, now=LATER)
+    head = PROOF_MAGIC + b"\x85\x01\x58\x20" + bytes(ident(2).pseudonym.key)
+    add("own's length in a non-shortest head", head + b"\x98\x01\x40\x80\x80",
+        "non-canonical")
+    add("a byte after the proof's CBOR item", proofs[bob] + b"\x00", "non-canonical")
+    add("an empty array where an entry belongs", head + b"\x81\x80\x80\x80", "malformed")
+    add("own claims 2^40 entries", head + b"\x9b" + (2**40).to_bytes(8, "big"), "oversize")
+    add("version 2 of another shape: the version is judged first",
+        PROOF_MAGIC + b"\x81\x02", "unsupported-version")
     return out
+
+
+LATER = T0 + 400 * DAY
+
+
+def _pair(n: int) -> tuple[Participant, Participant, bytes]:
+    s, c = Participant(ident(n)), Participant(ident(n + 1))
+    p = s.propose(c.pseudonym, context="market.example/tools", terms=bytes(32), timestamp=T0)
+    c.receive(p)
+    s.receive(c.accept(p.id, timestamp=T0 + 60))
+    return s, c, p.id
+
+
+def _send(s: Participant, c: Participant, e: Entry) -> None:
+    (s if e.author == c.pseudonym else c).receive(e)
+
+
+def _goes_on(s: Participant, c: Participant, *times: int) -> None:
+    """c's chain goes on with vouches: evidence of silence for s's proof."""
+    for k, when in enumerate(times):
+        _send(s, c, c.vouch(ident(60 + k).pseudonym, context="market.example/tools",
+                            timestamp=when))
+
+
+def _timing_cases() -> list[tuple[str, bytes, str]]:
+    """Spec 7.8: late counterparty steps, confirmation, and evidence from the last step."""
+    cases = []
+    # A late reveal of the counterparty counts for nothing (review F3).
+    s, c, t = _pair(10)
+    _send(s, c, s.commit(t, stars=5, nonce=bytes(16), timestamp=T0 + 100))
+    _send(s, c, c.commit(t, stars=1, nonce=bytes(16), timestamp=T0 + 200))
+    _send(s, c, s.reveal(t, timestamp=T0 + 300))
+    due = T0 + 300 + RESPONSE_WINDOW
+    _goes_on(s, c, due + 3600)
+    _send(s, c, c.reveal(t, timestamp=due + DAY))
+    cases.append(("the counterparty revealed late: expired", build_proof(s.chain, s.others),
+                  "valid"))
+    # A late commit of the counterparty excuses the subject's reveal (review F4).
+    s, c, t = _pair(12)
+    _send(s, c, s.commit(t, stars=5, nonce=bytes(16), timestamp=T0 + 100))
+    due = T0 + 60 + COMMIT_WINDOW
+    _goes_on(s, c, due + 3600)
+    _send(s, c, c.commit(t, stars=1, nonce=bytes(16), timestamp=due + DAY))
+    cases.append(("the counterparty committed late; the subject never revealed: expired",
+                  build_proof(s.chain, s.others), "valid"))
+    # A rating is confirmed once the rater's chain passes the retraction window (F1);
+    # the response after it does not start the evidence (F2).
+    s, c, t = _pair(14)
+    _send(s, c, s.commit(t, stars=5, nonce=bytes(16), timestamp=T0 + 100))
+    _send(s, c, c.commit(t, stars=2, nonce=bytes(16), timestamp=T0 + 200))
+    _send(s, c, s.reveal(t, timestamp=T0 + 300))
+    _send(s, c, c.reveal(t, timestamp=T0 + 400))
+    _send(s, c, c.respond(t, text=bytes(32), timestamp=T0 + 500))
+    _goes_on(s, c, T0 + RETRACT_WINDOW + DAY, T0 + 80 * DAY)
+    data = build_proof(s.chain, s.others)
+    cases.append(("rated 2 stars, confirmed past the retraction window", data, "valid"))
+    f = _fields(data)
+    f[3][0][1] = [r for r in f[3][0][1] if Entry.decode(r).kind is not shinyo.Kind.RATE_REVEAL]
+    cases.append(("the same without the reveal, the response after it kept: withheld",
+                  _file(f), "valid"))
+    head = c.chain.head
+    assert head is not None
+    late = Entry.create(c.identity, seq=head.seq + 1, prev=head.id, timestamp=T0 + 81 * DAY,
+                        body=shinyo.Retract(trade=t))
+    f = _fields(data)
+    f[3][0][1].append(late.encode())
+    cases.append(("a retraction after the retraction window", _file(f), "trade-rule"))
+    return cases

@@ -26,7 +26,7 @@ def outcomes_from_json(items: list[dict[str, Any]], subject: Pseudonym) -> list[
         out.append(TradeOutcome(
             trade=n.to_bytes(32, "big"), subject=subject, counterparty=cp, context="c",
             role=Role.PROPOSER, outcome=kind, stars=it["stars"], given=it["given"],
-            at=it["at"], reason=kind.value,
+            at=it["at"], reason=kind.value, confirmed=it.get("confirmed"),
             cancelled_by=None if by is None else (subject if by == "subject" else cp)))
     return out
 
@@ -44,8 +44,9 @@ def scoring_vectors() -> list[dict[str, Any]]:
     cps = [ident(10 + i).pseudonym.to_text() for i in range(40)]
 
     def rated(i: int, stars: int, at: int, cp: int | None = None) -> dict[str, Any]:
+        # Every other rating is confirmed (spec 7.8), so the vectors count both.
         return {"outcome": "rated", "stars": stars, "at": at, "given": 5,
-                "counterparty": cps[i if cp is None else cp]}
+                "counterparty": cps[i if cp is None else cp], "confirmed": i % 2 == 0}
 
     def add(comment: str, items: list[dict[str, Any]], as_of: int,
             policies: list[str] | None = None) -> None:
