@@ -10,16 +10,22 @@ and the counterparty's entries come back in through :meth:`receive`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ._body import Body, Propose, Vouch
-from ._chain import Chain
+from ._chain import Chain, Role, TradeView
 from ._entry import Entry
 from ._errors import LocalProtocolError
 from ._identity import Pseudonym, SigningIdentity
-from ._trade import Step, TradeSession
+from ._trade import RatingOpening, Step, TradeSession, feed_in_order
 
 __all__ = ["Participant"]
+
+
+def _entries_of(view: TradeView, *, skip: Entry) -> list[Entry]:
+    """One party's entries for a trade, in chain order, without the proposal."""
+    entries = [view.opened, view.cancel, view.commit, view.reveal, view.retract, view.response]
+    return sorted((e for e in entries if e is not None and e is not skip), key=lambda e: e.seq)
 
 
 class Participant:
@@ -31,6 +37,52 @@ class Participant:
         self.chain = Chain(self.pseudonym)
         self.others: dict[Pseudonym, Chain] = {}
         self.sessions: dict[bytes, TradeSession] = {}
+
+    @classmethod
+    def restore(
+        cls,
+        identity: SigningIdentity,
+        *,
+        own: Iterable[Entry],
+        others: Iterable[Iterable[Entry]],
+        openings: Mapping[bytes, RatingOpening] | None = None,
+    ) -> Participant:
+        """Rebuild a participant from stored chains (each genesis first).
+
+        Chains are validated again; trade sessions are replayed from both
+        parties' entries (spec 7.7), and ``openings`` -- the secret halves of
+        commitments not yet revealed, by trade id -- are given back to them.
+        """
+        p = cls(identity)
+        for entry in own:
+            p.chain.append(entry)
+        for entries in others:
+            for entry in entries:
+                chain = p.others.get(entry.author)
+                if chain is None:
+                    if entry.author == p.pseudonym:
+                        raise LocalProtocolError("my own entries belong in 'own'")
+                    chain = p.others[entry.author] = Chain(entry.author)
+                chain.append(entry)
+        proposals = [v.opened if v.role is Role.PROPOSER else None
+                     for v in p.chain.trades.values()]
+        for chain in p.others.values():
+            proposals.extend(e for e in chain.entries if isinstance(e.body, Propose)
+                             and e.body.counterparty == p.pseudonym)
+        for proposal in proposals:
+            if proposal is None:
+                continue
+            session = p.sessions[proposal.id] = TradeSession(me=p.pseudonym, proposal=proposal)
+            them = p.others.get(session.them)
+            mine = p.chain.trade(proposal.id)
+            theirs = None if them is None else them.trade(proposal.id)
+            feed_in_order(
+                session,
+                [] if mine is None else _entries_of(mine, skip=proposal),
+                [] if theirs is None else _entries_of(theirs, skip=proposal),
+                skip_refused=True)
+            session.opening = None if openings is None else openings.get(proposal.id)
+        return p
 
     # -- my entries -----------------------------------------------------------
 

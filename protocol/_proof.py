@@ -50,7 +50,7 @@ from ._identity import Pseudonym
 from ._outcome import TradeOutcome, classify
 from ._proof_file import ProofFile, read_proof_file
 from ._scoring import Policy, ScoreReport, score
-from ._trade import TradeSession, reveals_first
+from ._trade import TradeSession, feed_in_order, reveals_first
 
 __all__ = ["ProofReport", "build_proof", "verify_proof"]
 
@@ -218,41 +218,6 @@ def _entry(raw: bytes, decoded: dict[bytes, Entry | VerificationError]) -> Entry
     return result
 
 
-def _feed(session: TradeSession, mine: list[Entry], theirs: list[Entry]) -> None:
-    """Deliver both parties' entries in an order the session accepts (spec 7.7).
-
-    The earlier entry goes first; if the session refuses it, the other party's
-    next entry is tried: a verifier accepts the trade if such an order exists.
-    """
-    i = j = 0
-    while i < len(mine) or j < len(theirs):
-        options = []
-        if i < len(mine):
-            options.append((mine[i].timestamp, 0))
-        if j < len(theirs):
-            options.append((theirs[j].timestamp, 1))
-        options.sort()
-        first_error: Exception | None = None
-        for _, side in options:
-            entry = mine[i] if side == 0 else theirs[j]
-            try:
-                session.receive(entry)
-            except (VerificationError, LocalProtocolError) as exc:
-                first_error = first_error or exc
-                continue
-            if side == 0:
-                i += 1
-            else:
-                j += 1
-            break
-        else:
-            assert first_error is not None
-            if isinstance(first_error, LocalProtocolError):
-                raise TradeRuleViolation(f"the subject's entry breaks a two-party rule: "
-                                         f"{first_error}")
-            raise first_error
-
-
 def _run_ends(entries: list[Entry]) -> dict[int, int]:
     """For each held seq, the timestamp at the end of its contiguous run (spec 7.8).
 
@@ -365,7 +330,7 @@ def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry]
             e.kind.label == "trade.accept" for e in theirs):
         raise Incomplete(f"trade {short}…: counterparty entries without its acceptance")
     session = TradeSession(me=subject, proposal=proposal)
-    _feed(session, [e for e in mine if e is not proposal],
+    feed_in_order(session, [e for e in mine if e is not proposal],
           [e for e in theirs if e is not proposal])
     last = max((e for e in theirs if _is_step(e)), key=lambda e: e.seq, default=None)
     silent = None if forked or last is None else run_ends[last.seq]

@@ -42,10 +42,20 @@ from ._errors import (
     LocalProtocolError,
     TimestampRegression,
     TradeRuleViolation,
+    VerificationError,
 )
 from ._identity import Pseudonym
 
-__all__ = ["Action", "Event", "RatingOpening", "Side", "Step", "TradeSession", "TradeState"]
+__all__ = [
+    "Action",
+    "Event",
+    "RatingOpening",
+    "Side",
+    "Step",
+    "TradeSession",
+    "TradeState",
+    "feed_in_order",
+]
 
 
 class TradeState(enum.Enum):
@@ -468,3 +478,45 @@ class TradeSession:
         assert isinstance(r.body, Reveal)
         return r.body.stars
 
+
+def feed_in_order(session: TradeSession, mine: list[Entry], theirs: list[Entry], *,
+                  skip_refused: bool = False) -> None:
+    """Deliver both parties' entries in an order the session accepts (spec 7.7).
+
+    The earlier entry goes first; if the session refuses it, the other party's
+    next entry is tried: a verifier accepts the trade if such an order exists.
+    With ``skip_refused`` a counterparty entry that fits no order is passed over
+    instead of failing the whole: a participant restoring its state keeps such
+    entries in their chains (they were signed) but out of the session, as
+    :meth:`Participant.receive` did when they arrived.
+    """
+    i = j = 0
+    while i < len(mine) or j < len(theirs):
+        options = []
+        if i < len(mine):
+            options.append((mine[i].timestamp, 0))
+        if j < len(theirs):
+            options.append((theirs[j].timestamp, 1))
+        options.sort()
+        first_error: Exception | None = None
+        for _, side in options:
+            entry = mine[i] if side == 0 else theirs[j]
+            try:
+                session.receive(entry)
+            except (VerificationError, LocalProtocolError) as exc:
+                first_error = first_error or exc
+                continue
+            if side == 0:
+                i += 1
+            else:
+                j += 1
+            break
+        else:
+            assert first_error is not None
+            if skip_refused and j < len(theirs):
+                j += 1
+                continue
+            if isinstance(first_error, LocalProtocolError):
+                raise TradeRuleViolation(f"the subject's entry breaks a two-party rule: "
+                                         f"{first_error}")
+            raise first_error

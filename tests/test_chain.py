@@ -6,7 +6,7 @@ import pytest
 
 from shinyo import Cancel, Chain, Entry, LocalProtocolError, Participant, Role, Vouch
 
-from .conftest import CTX, T0, Pair, identity
+from .conftest import CTX, T0, Pair, identity, nonce
 
 
 def test_accessors_after_a_trade(pair: Pair) -> None:
@@ -57,3 +57,25 @@ def test_chain_grows_linearly_and_round_trips() -> None:
     again = Chain.from_entries([Entry.decode(r) for r in raws])
     assert [e.id for e in again.entries] == [e.id for e in p.chain.entries]
     assert len(again.active_vouches()) == 200
+
+
+def test_a_participant_restored_from_its_chains_carries_on(pair: Pair) -> None:
+    """Participant.restore: what a node does at start-up from its store."""
+    t1, t2 = pair.agree(T0), pair.agree(T0 + 1000)
+    pair.step(pair.a.commit(t1, stars=4, nonce=nonce(1), timestamp=T0 + 2000))
+    pair.step(pair.b.commit(t1, stars=3, nonce=nonce(2), timestamp=T0 + 2100))
+    pair.step(pair.b.cancel(t2, timestamp=T0 + 2200))
+    opening = pair.a.session(t1).opening
+    assert opening is not None
+    a = Participant.restore(pair.a.identity, own=pair.a.chain.entries,
+                            others=[c.entries for c in pair.a.others.values()],
+                            openings={t1: opening})
+    assert {t: s.state for t, s in a.sessions.items()} == {
+        t: s.state for t, s in pair.a.sessions.items()}
+    reveal = a.reveal(t1, timestamp=T0 + 2300)  # the restored secret opens the commitment
+    pair.b.receive(reveal)
+    assert pair.b.session(t1).rating_received() == 4
+    forgetful = Participant.restore(pair.a.identity, own=pair.a.chain.entries,
+                                    others=[c.entries for c in pair.a.others.values()])
+    with pytest.raises(LocalProtocolError):
+        forgetful.reveal(t1, timestamp=T0 + 2300)
