@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from shinyo.tools.craft import story
 
 
-def shinyo(*args: str) -> subprocess.CompletedProcess[str]:
+def shinyo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # The passphrase variable is always set or removed explicitly: a developer's
+    # own must not leak into the tests.
+    base = {k: v for k, v in os.environ.items() if k != "SHINYO_PASSPHRASE"}
     return subprocess.run([sys.executable, "-m", "shinyo.tools.cli", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
 def test_demo_is_reproducible_and_verifies() -> None:
@@ -45,8 +51,27 @@ def test_vectors_command_writes_current_files(tmp_path: object) -> None:
 
 
 def test_bench_reports_ratios() -> None:
-    out = shinyo("bench", "--trades", "5", "--json")
+    out = shinyo("bench", "--trades", "5", "--store-entries", "2000", "--json")
     assert out.returncode == 0, out.stderr
-    (row,) = json.loads(out.stdout)["verify"]
+    doc = json.loads(out.stdout)
+    (row,) = doc["verify"]
     assert row["trades"] == 5 and row["entries"] == 30
     assert row["ratio"] > 0 and row["bytes_per_trade"] > 0  # measured, never asserted as a bound
+    assert doc["store"]["entries"] == 2000 and doc["store"]["ratio"] > 0
+
+
+def test_id_new_and_show(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = shinyo("id", "new", "--home", str(home), env={"SHINYO_PASSPHRASE": "correct horse"})
+    assert out.returncode == 0, out.stderr
+    pseudonym = out.stdout.split()[2]
+    assert pseudonym.startswith("sy1")
+    shown = shinyo("id", "show", "--home", str(home), "--json")
+    assert json.loads(shown.stdout) == {"pseudonym": pseudonym, "encrypted": True,
+                                        "path": str(home / "identity.key")}
+    again = shinyo("id", "new", "--home", str(home), env={"SHINYO_PASSPHRASE": "x"})
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    nopass = shinyo("id", "new", "--home", str(tmp_path / "h2"))
+    assert nopass.returncode == 2 and "SHINYO_PASSPHRASE" in nopass.stderr
+    plain = shinyo("id", "new", "--home", str(tmp_path / "h3"), "--insecure-plaintext-key")
+    assert plain.returncode == 0 and "UNENCRYPTED" in plain.stdout

@@ -28,6 +28,7 @@ import shinyo
 from shinyo import Chain, Entry, ForkProof, Participant, ShinyoError, SigningIdentity
 
 from . import gen_vectors
+from .cli_id import add_id_commands
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -261,10 +262,13 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Proof verification against raw PyNaCl, measured in this run."""
     from . import bench  # noqa: PLC0415 - only this command needs it
+    from .bench_store import bench_store  # noqa: PLC0415
 
     results = [bench.bench_verify(n) for n in args.trades]
+    store = bench_store(n=args.store_entries)
     if args.json:
-        print(json.dumps({"schema": "shinyo-bench/1", "verify": results}, sort_keys=True))
+        print(json.dumps({"schema": "shinyo-bench/1", "verify": results, "store": store},
+                         sort_keys=True))
         return EXIT_OK
     print("proof verification vs raw PyNaCl verify of the same signatures on one core:")
     print(f"  {'trades':>7} {'entries':>8} {'bytes/trade':>12} {'1 core/s':>9} "
@@ -274,6 +278,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"{r['verify_entries_per_s']:>9} {r['ratio']:>6} "
               f"{r['verify_all_cores_entries_per_s']:>12} {r['ratio_all_cores']:>6} "
               f"{r['raw_pynacl_verify_per_s']:>8}")
+    print(f"store inserts (batches of 1,000) vs raw SQLite executemany of the same rows, "
+          f"{store['entries']:.0f} entries:")
+    print(f"  store {store['store_add_many_per_s']:>9.0f}/s   "
+          f"raw {store['raw_executemany_per_s']:>9.0f}/s   ratio {store['ratio']:.2f}")
     return EXIT_OK
 
 
@@ -305,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--trades", type=int, nargs="+", default=[100, 1000],
                        help="history sizes to measure (default: 100 1000)")
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--store-entries", type=int, default=20_000,
+                       help="entries for the store insert measurement")
     bench.set_defaults(func=cmd_bench)
+    add_id_commands(sub)
     proof = sub.add_parser("proof", help="work with proof files")
     psub = proof.add_subparsers(dest="proof_command", required=True)
     pins = psub.add_parser("inspect", help="decode and print a proof without judging it")
