@@ -76,6 +76,7 @@ from ._trade import (
     TradeSession,
     TradeState,
 )
+from ._wire import WireError
 
 __version__ = "0.1.0"
 
@@ -146,6 +147,7 @@ __all__ = [
     "Verdict",
     "VerificationError",
     "Vouch",
+    "WireError",
     "WrongAuthor",
     "__version__",
     "build_proof",

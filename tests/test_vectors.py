@@ -13,6 +13,7 @@ from shinyo import Chain, Entry, ForkProof, Pseudonym, VerificationError, verify
 from shinyo.tools import gen_vectors
 from shinyo.tools.scoring_vectors import result_of
 from shinyo.tools.trade_vectors import judge_trade
+from shinyo.tools.wire_vectors import run_vector
 
 VECTORS = Path(__file__).resolve().parent.parent / "spec" / "vectors"
 
@@ -56,7 +57,7 @@ def test_every_failure_class_has_a_vector() -> None:
         cls.failure_class
         for cls in vars(shinyo).values()
         if isinstance(cls, type) and issubclass(cls, VerificationError)
-    } - {"invalid"}
+    } - {"invalid", "wire"}  # abstract bases
     seen = {v["expect"] for name in gen_vectors.SUITES for v in load(name)}
     assert classes <= seen, f"no vector for {sorted(classes - seen)}"
 
@@ -118,3 +119,11 @@ def test_proof_vector(v: dict[str, Any]) -> None:
 @pytest.mark.parametrize("v", load("scoring.json"), ids=lambda v: str(v["id"]))
 def test_scoring_vector(v: dict[str, Any]) -> None:
     assert result_of(v["input"], v["as_of"], v["policies"]) == v["result"], v["comment"]
+
+
+@pytest.mark.parametrize("v", load("wire.json"), ids=lambda v: str(v["id"]))
+def test_wire_vector(v: dict[str, Any]) -> None:
+    got, result = run_vector(v)
+    assert got == v["expect"], v["comment"]
+    if got == "valid":
+        assert result == v["result"], v["comment"]
