@@ -51,13 +51,15 @@ def test_vectors_command_writes_current_files(tmp_path: object) -> None:
 
 
 def test_bench_reports_ratios() -> None:
-    out = shinyo("bench", "--trades", "5", "--store-entries", "2000", "--json")
+    out = shinyo("bench", "--trades", "5", "--store-entries", "2000", "--quic-megabytes", "2",
+                 "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     (row,) = doc["verify"]
     assert row["trades"] == 5 and row["entries"] == 30
     assert row["ratio"] > 0 and row["bytes_per_trade"] > 0  # measured, never asserted as a bound
     assert doc["store"]["entries"] == 2000 and doc["store"]["ratio"] > 0
+    assert doc["raw_quic_stream_mb_per_s"] > 0
 
 
 def test_id_new_and_show(tmp_path: Path) -> None:

@@ -262,13 +262,15 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Proof verification against raw PyNaCl, measured in this run."""
     from . import bench  # noqa: PLC0415 - only this command needs it
+    from .bench_quic import measure_stream_throughput  # noqa: PLC0415
     from .bench_store import bench_store  # noqa: PLC0415
 
     results = [bench.bench_verify(n) for n in args.trades]
     store = bench_store(n=args.store_entries)
+    quic_mb_s = round(measure_stream_throughput(megabytes=args.quic_megabytes), 1)
     if args.json:
-        print(json.dumps({"schema": "shinyo-bench/1", "verify": results, "store": store},
-                         sort_keys=True))
+        print(json.dumps({"schema": "shinyo-bench/1", "verify": results, "store": store,
+                          "raw_quic_stream_mb_per_s": quic_mb_s}, sort_keys=True))
         return EXIT_OK
     print("proof verification vs raw PyNaCl verify of the same signatures on one core:")
     print(f"  {'trades':>7} {'entries':>8} {'bytes/trade':>12} {'1 core/s':>9} "
@@ -282,6 +284,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{store['entries']:.0f} entries:")
     print(f"  store {store['store_add_many_per_s']:>9.0f}/s   "
           f"raw {store['raw_executemany_per_s']:>9.0f}/s   ratio {store['ratio']:.2f}")
+    print(f"raw aioquic stream between two processes on loopback (the sync baseline): "
+          f"{quic_mb_s} MB/s")
     return EXIT_OK
 
 
@@ -315,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--store-entries", type=int, default=20_000,
                        help="entries for the store insert measurement")
+    bench.add_argument("--quic-megabytes", type=int, default=64,
+                       help="bytes for the raw aioquic stream measurement, in MB")
     bench.set_defaults(func=cmd_bench)
     add_id_commands(sub)
     proof = sub.add_parser("proof", help="work with proof files")
