@@ -137,11 +137,8 @@ class Ledger:
             if chain is None or len(chain) == held:
                 return Ingested(status=IngestStatus.INVALID, entry=entry, error=exc)
             trade_error = exc  # appended to its chain; only its trade refused it
-        result = self.store.add(entry)
-        if result.status is not AddStatus.ADDED:  # pragma: no cover - memory and disk disagree
-            raise LocalProtocolError(f"the store already held seq {entry.seq} of "
-                                     f"{entry.author.short()}; restart the node to resync")
-        return Ingested(status=IngestStatus.ADDED, entry=entry, trade_error=trade_error)
+        return Ingested(status=IngestStatus.ADDED, entry=self._keep(entry),
+                        trade_error=trade_error)
 
     def add_fork(self, fork: ForkProof) -> bool:
         """A fork proof from a peer (already decoded, so valid); True if new."""
@@ -150,9 +147,11 @@ class Ledger:
     # -- the user's own steps ---------------------------------------------------------
 
     def _keep(self, entry: Entry) -> Entry:
+        """Store an entry the participant just accepted; committed on return."""
         result = self.store.add(entry)
-        if result.status is not AddStatus.ADDED:  # pragma: no cover - see ingest
-            raise LocalProtocolError("the store already held this seq of my own chain")
+        if result.status is not AddStatus.ADDED:  # pragma: no cover - memory and disk disagree
+            raise LocalProtocolError(f"the store already held seq {entry.seq} of "
+                                     f"{entry.author.short()}; restart the node to resync")
         return entry
 
     def _time(self, now: int) -> int:

@@ -58,20 +58,12 @@ class Participant:
             p.chain.append(entry)
         for entries in others:
             for entry in entries:
-                chain = p.others.get(entry.author)
-                if chain is None:
-                    if entry.author == p.pseudonym:
-                        raise LocalProtocolError("my own entries belong in 'own'")
-                    chain = p.others[entry.author] = Chain(entry.author)
-                chain.append(entry)
-        proposals = [v.opened if v.role is Role.PROPOSER else None
-                     for v in p.chain.trades.values()]
+                p._follow(entry)
+        proposals = [v.opened for v in p.chain.trades.values() if v.role is Role.PROPOSER]
         for chain in p.others.values():
             proposals.extend(e for e in chain.entries if isinstance(e.body, Propose)
                              and e.body.counterparty == p.pseudonym)
         for proposal in proposals:
-            if proposal is None:
-                continue
             session = p.sessions[proposal.id] = TradeSession(me=p.pseudonym, proposal=proposal)
             them = p.others.get(session.them)
             mine = p.chain.trade(proposal.id)
@@ -83,6 +75,15 @@ class Participant:
                 skip_refused=True)
             session.opening = None if openings is None else openings.get(proposal.id)
         return p
+
+    def _follow(self, entry: Entry, *, now: int | None = None) -> None:
+        """Append another author's entry to its chain here (spec 6.5)."""
+        if entry.author == self.pseudonym:
+            raise LocalProtocolError("my own entries are made here, not received")
+        chain = self.others.get(entry.author)
+        if chain is None:
+            chain = self.others[entry.author] = Chain(entry.author)
+        chain.append(entry, now=now)
 
     # -- my entries -----------------------------------------------------------
 
@@ -152,12 +153,7 @@ class Participant:
         missing range first).  Returns the session the entry touched, if any.
         Raises :class:`shinyo.VerificationError` for an entry that breaks a rule.
         """
-        if entry.author == self.pseudonym:
-            raise LocalProtocolError("my own entries are made here, not received")
-        chain = self.others.get(entry.author)
-        if chain is None:
-            chain = self.others[entry.author] = Chain(entry.author)
-        chain.append(entry, now=now)
+        self._follow(entry, now=now)
         body = entry.body
         if isinstance(body, Propose):
             if body.counterparty != self.pseudonym:

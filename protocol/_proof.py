@@ -113,16 +113,17 @@ def build_proof(
             seqs.add(seq)
             if them[seq].timestamp > last.timestamp + EVIDENCE_SPAN:
                 break
-    own = [e.encode() for e in subject.entries]
-    others = [(who.key, [counterparties[who][s].encode() for s in sorted(wanted[who])])
-              for who in sorted(wanted, key=lambda p: p.key)]
-    fork_list = sorted(f.encode() for f in forks)
-    items = len(own) + len(others) + sum(len(g) for _, g in others) + len(fork_list)
-    if items > MAX_PROOF_ENTRIES:
-        raise LocalProtocolError(f"the proof would hold {items} items, more than "
+    proof = ProofFile(
+        subject=subject.author.key,
+        own=[e.encode() for e in subject.entries],
+        others=[(who.key, [counterparties[who][s].encode() for s in sorted(wanted[who])])
+                for who in sorted(wanted, key=lambda p: p.key)],
+        forks=sorted(f.encode() for f in forks),
+    )
+    if proof.items > MAX_PROOF_ENTRIES:
+        raise LocalProtocolError(f"the proof would hold {proof.items} items, more than "
                                  f"{MAX_PROOF_ENTRIES}")
-    data = ProofFile(subject=subject.author.key, own=own, others=others, forks=fork_list,
-                     items=items).encode()
+    data = proof.encode()
     if len(data) > MAX_PROOF_SIZE:
         raise LocalProtocolError(f"the proof would exceed {MAX_PROOF_SIZE} bytes")
     return data

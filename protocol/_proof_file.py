@@ -38,7 +38,12 @@ class ProofFile:
     own: list[bytes]
     others: list[tuple[bytes, list[bytes]]]
     forks: list[bytes]
-    items: int  # own + groups + their entries + forks: what MAX_PROOF_ENTRIES bounds
+
+    @property
+    def items(self) -> int:
+        """Own entries, groups, their entries and forks: what MAX_PROOF_ENTRIES bounds."""
+        return (len(self.own) + len(self.others) + sum(len(g) for _, g in self.others)
+                + len(self.forks))
 
     def encode(self) -> bytes:
         body = [PROOF_VERSION, self.subject, self.own,
@@ -136,5 +141,4 @@ def read_proof_file(data: bytes) -> ProofFile:
     forks = w.byte_strings("fork proof")
     if w.pos != len(data):
         raise NonCanonical(f"proof: {len(data) - w.pos} bytes after the proof's CBOR item")
-    return ProofFile(subject=subject, own=own, others=others, forks=forks,
-                     items=MAX_PROOF_ENTRIES - w.budget)
+    return ProofFile(subject=subject, own=own, others=others, forks=forks)

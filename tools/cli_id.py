@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from shinyo.node._config import default_home
+from shinyo.node._config import default_home, load_config
 from shinyo.node._keystore import (
     create_keyfile,
     passphrase_from_env_or_prompt,
@@ -20,11 +20,15 @@ from shinyo.node._keystore import (
 
 __all__ = ["add_id_commands"]
 
-KEY_FILE = "identity.key"
-
 
 def _home(args: argparse.Namespace) -> Path:
     return Path(args.home).expanduser() if args.home else default_home()
+
+
+def _key_file(home: Path) -> Path:
+    """Where the home's configuration keeps the key (``[identity] key_file``)."""
+    config = load_config(home)
+    return config.path(config.key_file)
 
 
 def cmd_id_new(args: argparse.Namespace) -> int:
@@ -32,16 +36,17 @@ def cmd_id_new(args: argparse.Namespace) -> int:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     passphrase = None if args.insecure_plaintext_key else passphrase_from_env_or_prompt(
         prompt="Passphrase for the new identity key: ", confirm=True)
-    pseudonym = create_keyfile(home / KEY_FILE, os.urandom(32), passphrase=passphrase,
+    path = _key_file(home)
+    pseudonym = create_keyfile(path, os.urandom(32), passphrase=passphrase,
                                insecure_plaintext=args.insecure_plaintext_key)
     if args.insecure_plaintext_key:
         print("WARNING: the key is stored UNENCRYPTED; use this identity for demos only.")
-    print(f"new identity {pseudonym} in {home / KEY_FILE}")
+    print(f"new identity {pseudonym} in {path}")
     return 0
 
 
 def cmd_id_show(args: argparse.Namespace) -> int:
-    info = read_keyfile_info(_home(args) / KEY_FILE)
+    info = read_keyfile_info(_key_file(_home(args)))
     if args.json:
         print(json.dumps({"pseudonym": info.pseudonym.to_text(), "encrypted": info.encrypted,
                           "path": str(info.path)}, sort_keys=True))
