@@ -68,12 +68,17 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+        return [msg for msg, _ in self.feed_frames(data)]
+
+    def feed_frames(self, data: bytes | bytearray | memoryview) -> list[tuple[Message, int]]:
+        """Like :meth:`feed`, with each message's frame size (length field
+        included): what a rate limit charges (wire.md 10.1)."""
         if self._error is not None:
             raise self._error
         if self._done:
             raise LocalProtocolError("feed() after eof()")
         view = memoryview(data).cast("B")
-        out: list[Message] = []
+        out: list[tuple[Message, int]] = []
         try:
             while view:
                 if self._need is None:
@@ -102,7 +107,7 @@ class FrameDecoder:
                     self._buf.clear()
                 view = view[take:]
                 self._need = None
-                out.append(decode_message(body))
+                out.append((decode_message(body), FRAME_HEADER_SIZE + len(body)))
         except WireError as exc:
             self._fail(exc)
             raise

@@ -138,12 +138,13 @@ def place(entry: Entry, view: LocalView) -> Placement:
     return Placement.DUPLICATE if ours == entry.id else Placement.FORK
 
 
-def check_answer(msg: Entries, entries: Sequence[Entry]) -> None:
-    """Check decoded ``entries`` (all of ``msg.entries`` or a prefix, in order) are
-    the ones asked for: ``msg.author``'s, at seqs first, first + 1, ... (7.4)."""
-    if len(entries) > len(msg.entries):
+def check_answer(msg: Entries, entries: Sequence[Entry], *, start: int = 0) -> None:
+    """Check decoded ``entries`` (``msg.entries[start:]`` or a prefix of it, in
+    order) are the ones asked for: ``msg.author``'s, at seqs first, first + 1,
+    ... (7.4)."""
+    if start < 0 or start + len(entries) > len(msg.entries):
         raise LocalProtocolError("more decoded entries than the message holds")
-    for i, e in enumerate(entries):
+    for i, e in enumerate(entries, start):
         if e.author != msg.author:
             raise BadAnswer(f"answer for {msg.author.short()} holds an entry by {e.author.short()}")
         if e.seq != msg.first + i:

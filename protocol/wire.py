@@ -29,6 +29,7 @@ from ._sync import (
 )
 from ._wire import (
     MAX_FRAME_SIZE,
+    MAX_PUSH_ENTRIES,
     WIRE_VERSION,
     BadAnswer,
     BadMessage,
@@ -58,6 +59,7 @@ from ._wire import (
 
 __all__ = [
     "MAX_FRAME_SIZE",
+    "MAX_PUSH_ENTRIES",
     "WIRE_VERSION",
     "BadAnswer",
     "BadMessage",

@@ -1,0 +1,212 @@
+"""The node's replica: what it does with entries and fork proofs from peers.
+
+Theory of operation (spec/wire.md 7.4, 7.5, 8.2, 8.3)
+-----------------------------------------------------
+Peers send raw entries in two kinds of message: an ``Entries`` answer to one
+of our Wants, and an unasked ``Push``.  :meth:`Replica.receive` takes either
+and, for each raw entry in order:
+
+1. skips it if it is a pushed copy of an id we verified recently (seen-set,
+   8.2; the id is read from the envelope, no signature check yet);
+2. decodes and verifies it (shinyo.md 6.4) -- a failure is the sender's
+   offence, and ends an answer (7.4 step 2);
+3. checks an answer holds the author and seqs asked for (7.4 step 2);
+4. places it against our copy of its chain (7.5) and acts:
+
+   ========== ==========================================================
+   append     the ledger runs the chain and trade rules and stores it
+              (committed before we return): *stored*, to be gossiped;
+              then entries held for that chain are placed again
+   duplicate  nothing
+   ahead      held in :class:`~shinyo.wire.Reassembly`; the sender holds
+              the chain that far, so the session fetches the gap (*ahead*)
+   fork       the ledger builds and stores the fork proof (*forks* when new)
+   link       fetch the sender's entry at our head seq: fork evidence
+   ========== ==========================================================
+
+Nothing here touches the network or a clock: the session (``_peer.py``)
+turns the :class:`Received` summary into penalties, Wants and gossip.  The
+replica is node-wide (one seen-set and one reassembly buffer for all peers),
+so its memory bounds are the node's, not a peer's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from shinyo import Entry, ForkProof, FutureTimestamp, Pseudonym, VerificationError
+from shinyo.wire import (
+    Entries,
+    Head,
+    Placement,
+    Reassembly,
+    SeenSet,
+    check_answer,
+    peek_id,
+    place,
+)
+
+from ._ledger import IngestStatus, Ledger
+
+__all__ = ["Received", "Replica"]
+
+logger = logging.getLogger("shinyo.node")
+
+
+@dataclass(slots=True)
+class Received:
+    """What one message of entries did, for the session to act on."""
+
+    stored: list[Entry] = field(default_factory=list)
+    """Appended to our copies (committed): gossip them, except back to the sender."""
+    forks: list[ForkProof] = field(default_factory=list)
+    """Fork proofs about authors not known to have forked before: gossip them."""
+    errors: list[VerificationError] = field(default_factory=list)
+    """The sender's faults (bad entries, wrong answers): penalise each."""
+    ahead: list[tuple[Pseudonym, int]] = field(default_factory=list)
+    """(author, seq) the sender holds beyond our head: fetch the gap from it."""
+    evidence: list[tuple[Pseudonym, int]] = field(default_factory=list)
+    """(author, seq) to fetch from the sender alone: fork evidence (7.5)."""
+    failed_authors: set[Pseudonym] = field(default_factory=set)
+    """Chains the sender sent invalid entries of: ask it nothing more this round."""
+    skipped: int = 0
+    """Pushed entries skipped unverified because the seen-set held their ids."""
+
+
+class Replica:
+    """Every chain copy the node holds, fed by peers (see the module header)."""
+
+    def __init__(self, ledger: Ledger, *, seen: SeenSet | None = None,
+                 held: Reassembly | None = None) -> None:
+        self.ledger = ledger
+        self.seen = SeenSet() if seen is None else seen
+        self.held = Reassembly() if held is None else held
+
+    # -- the LocalView the sync planner reads (shinyo.wire.LocalView) ------------
+
+    def head(self, author: Pseudonym) -> tuple[int, bytes] | None:
+        chain = self.ledger.chain(author)
+        if chain is None or chain.head is None:
+            return None
+        return len(chain), chain.head.id
+
+    def id_at(self, author: Pseudonym, seq: int) -> bytes:
+        chain = self.ledger.chain(author)
+        assert chain is not None, "id_at() of a chain we hold no copy of"
+        return chain[seq].id
+
+    def heads_between(self, after: bytes | None, through: bytes | None) -> Iterator[Head]:
+        for h in self.all_heads():
+            if (after is None or h.author.key > after) and (through is None
+                                                            or h.author.key <= through):
+                yield h
+
+    def all_heads(self, authors: Iterable[Pseudonym] | None = None) -> list[Head]:
+        """Our heads, sorted by author key (for Heads pages, wire.md 7.2); only
+        ``authors`` if given (a ProofRequest's scope, 7.6)."""
+        p = self.ledger.participant
+        if authors is None:
+            chains = [p.chain, *p.others.values()]
+        else:
+            chains = [c for c in (self.ledger.chain(a) for a in set(authors)) if c is not None]
+        heads = [Head(author=c.author, seq=len(c), id=c.head.id)
+                 for c in chains if c.head is not None]
+        heads.sort(key=lambda h: h.author.key)
+        return heads
+
+    def proof_scope(self, subject: Pseudonym) -> list[Pseudonym]:
+        """The chains a proof about ``subject`` needs that we hold (wire.md 7.6)."""
+        chain = self.ledger.chain(subject)
+        if chain is None or chain.head is None:
+            return []
+        return [subject, *{view.counterparty for view in chain.trades.values()}]
+
+    # -- receiving ---------------------------------------------------------------
+
+    def receive(self, raws: Sequence[bytes], *, now: int,
+                answer: Entries | None = None) -> Received:
+        """Handle the raw entries of one Push (``answer`` None) or one answer."""
+        out = Received()
+        for i, raw in enumerate(raws):
+            if answer is None:
+                rid = peek_id(raw)
+                if rid is not None and rid in self.seen:
+                    out.skipped += 1
+                    continue
+            try:
+                entry = Entry.decode(raw)
+                if answer is not None:
+                    check_answer(answer, [entry], start=i)
+            except VerificationError as exc:
+                out.errors.append(exc)
+                if answer is not None:
+                    out.failed_authors.add(answer.author)
+                    break  # 7.4 step 2: the entries after a failure are discarded
+                continue
+            self.seen.add(entry.id)
+            self._place(entry, now, out)
+        return out
+
+    def _place(self, entry: Entry, now: int, out: Received) -> None:
+        placement = place(entry, self)
+        if placement is Placement.APPEND:
+            self._append(entry, now, out)
+        elif placement is Placement.AHEAD:
+            head = self.head(entry.author)
+            held = self.held.hold(entry, head_seq=0 if head is None else head[0])
+            if held.conflict is not None:
+                self._fork(ForkProof.from_entries(held.conflict, entry), out)
+            else:
+                out.ahead.append((entry.author, entry.seq))
+        elif placement is Placement.FORK:
+            was_forked = self.ledger.store.is_forked(entry.author)
+            result = self.ledger.ingest(entry, now=now)
+            if result.fork is not None and not was_forked:
+                logger.warning("fork: %s signed two entries at seq %d",
+                               entry.author.short(), entry.seq)
+                out.forks.append(result.fork)
+        elif placement is Placement.LINK_CONFLICT:
+            head = self.head(entry.author)
+            assert head is not None
+            out.evidence.append((entry.author, head[0]))
+        # Placement.DUPLICATE: nothing to do.
+
+    def _append(self, entry: Entry, now: int, out: Received) -> None:
+        result = self.ledger.ingest(entry, now=now)
+        if result.status is IngestStatus.ADDED:
+            out.stored.append(entry)
+            if result.trade_error is not None:
+                logger.info("entry %d of %s breaks a trade rule (%s); stored, its trade "
+                            "ignores it", entry.seq, entry.author.short(), result.trade_error)
+            head = self.head(entry.author)
+            assert head is not None
+            for later in self.held.ready(entry.author, head[0]):
+                self._place(later, now, out)
+        elif result.status is IngestStatus.INVALID:
+            assert result.error is not None
+            # An entry from the future is explained by differing clocks (7.5):
+            # dropped, unpunished, fetched again in a later round.
+            if not isinstance(result.error, FutureTimestamp):
+                out.errors.append(result.error)
+                out.failed_authors.add(entry.author)
+        elif result.status is IngestStatus.OWN:
+            logger.warning("a peer sent entry %d of this node's own pseudonym, which this "
+                           "node did not write; is the identity key in use elsewhere?",
+                           entry.seq)
+
+    def _fork(self, proof: ForkProof, out: Received) -> None:
+        if self.ledger.store.is_forked(proof.author):
+            self.ledger.add_fork(proof)
+            return
+        if self.ledger.add_fork(proof):
+            logger.warning("fork: %s signed two entries at seq %d",
+                           proof.author.short(), proof.seq)
+            out.forks.append(proof)
+
+    def receive_fork(self, proof: ForkProof) -> bool:
+        """A verified fork proof from a peer; True if it is news to gossip (8.3)."""
+        out = Received()
+        self._fork(proof, out)
+        return bool(out.forks)
