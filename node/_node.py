@@ -45,6 +45,7 @@ from shinyo import (
     ShinyoError,
     SigningIdentity,
     terms_digest,
+    text_digest,
 )
 from shinyo._constants import NONCE_SIZE
 from shinyo.wire import Bye, PeerAddress, Peers, push_targets
@@ -138,16 +139,28 @@ class Node:
         return self._local(self.ledger.cancel(trade, now=self.wall_time()))
 
     def rate(self, trade: bytes, *, stars: int, tags: Sequence[str] = (),
-             comment: bytes | None = None) -> Entry:
-        """Commit a blind rating; the reveal follows by itself when due."""
+             comment: str | None = None) -> Entry:
+        """Commit a blind rating; the reveal follows by itself when due.  The chain
+        carries a salted digest of ``comment`` (shinyo.md 5.3); the text and salt
+        stay in the store, for the user to publish where the trade happened."""
+        digest = None
+        if comment is not None:
+            salt = os.urandom(16)
+            digest = text_digest(comment, salt=salt)
+            self.store.set_meta(f"comment:{trade.hex()}", salt + comment.encode())
         return self._local(self.ledger.rate(trade, stars=stars, nonce=os.urandom(NONCE_SIZE),
-                                            tags=tags, comment=comment, now=self.wall_time()))
+                                            tags=tags, comment=digest, now=self.wall_time()))
 
     def retract(self, trade: bytes) -> Entry:
         return self._local(self.ledger.retract(trade, now=self.wall_time()))
 
-    def respond(self, trade: bytes, *, text: bytes) -> Entry:
-        return self._local(self.ledger.respond(trade, text=text, now=self.wall_time()))
+    def respond(self, trade: bytes, *, text: str) -> Entry:
+        """Answer the rating received; like a comment, only a salted digest of
+        ``text`` goes on the chain (shinyo.md 5)."""
+        salt = os.urandom(16)
+        self.store.set_meta(f"response:{trade.hex()}", salt + text.encode())
+        return self._local(self.ledger.respond(trade, text=text_digest(text, salt=salt),
+                                               now=self.wall_time()))
 
     def advance(self) -> list[Entry]:
         """Make the steps that are due and need no decision (reveals), now."""
@@ -344,11 +357,13 @@ class Node:
         until = self._banned.get(conn.peer_key.key)
         if until is not None and until > trio.current_time():
             return  # closed by serve() when we return
+        stream = None
         with trio.move_on_after(SESSION_STREAM_TIMEOUT):
             try:
                 stream = await conn.accept_stream()
             except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+        if stream is not None:
             await self._run_session(conn, stream, outbound=False)
 
     async def _run_session(self, conn: PeerConnection, stream: Any, *, outbound: bool) -> None:

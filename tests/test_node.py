@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from shinyo import Pseudonym, SigningIdentity
-from shinyo.node._config import NodeConfig
-from shinyo.node._node import Node, open_node
+from shinyo.node._node import Node
 
-WAIT = 30.0  # generous: a failure is a hang cut short, never a timing assertion
-
-
-def identity(n: int) -> SigningIdentity:
-    return SigningIdentity.from_seed(bytes([n]) * 32)
-
-
-@asynccontextmanager
-async def running(tmp: Path, n: int, *, bootstrap: tuple[Node, ...] = (),
-                  **options: object) -> AsyncIterator[Node]:
-    config = NodeConfig(home=tmp / f"node{n}", listen="127.0.0.1:0",
-                        bootstrap=tuple(f"{b.address[0]}:{b.address[1]}" for b in bootstrap),
-                        **options)  # type: ignore[arg-type]
-    async with open_node(config, identity=identity(n), seed=n) as node:
-        yield node
-
-
-def holds(node: Node, author: Pseudonym, n: int) -> bool:
-    chain = node.ledger.chain(author)
-    return chain is not None and len(chain) >= n
+from ._nodes import WAIT, holds, running
 
 
 async def test_two_nodes_complete_a_blind_rating(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from shinyo import Chain, Entry, ForkProof, Participant, ShinyoError, SigningIde
 
 from . import gen_vectors
 from .cli_id import add_id_commands
+from .cli_node import add_node_commands, add_proof_export
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -323,11 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bytes for the raw aioquic stream measurement, in MB")
     bench.set_defaults(func=cmd_bench)
     add_id_commands(sub)
+    add_node_commands(sub)
     proof = sub.add_parser("proof", help="work with proof files")
     psub = proof.add_subparsers(dest="proof_command", required=True)
     pins = psub.add_parser("inspect", help="decode and print a proof without judging it")
     pins.add_argument("file")
     pins.set_defaults(func=cmd_proof_inspect)
+    add_proof_export(psub)
     return parser
 
 
