@@ -17,7 +17,7 @@ kinds of task in one nursery:
 The node is the sessions' host (:class:`~._peer.SessionHost`): it registers a
 session once its Hello arrives, keeps one session per peer node key (of two
 connections between the same pair, both sides keep the one the lower node key
-opened), gossips what a session stored to a sample of the others (wire.md
+opened, transport.md 6), gossips what a session stored to a sample of the others (wire.md
 8.1), keeps and hands out peer hints (9), and bans a peer that reached the
 drop score (10.2) by node key and by address.
 
@@ -269,7 +269,7 @@ class Node:
             return "banned"
         old = self.sessions.get(key)
         if old is not None:
-            # Both sides keep the connection the lower node key opened (wire.md 6).
+            # Both sides keep the connection the lower node key opened (transport.md 6).
             if old.client_key <= session.client_key:
                 return "duplicate connection"
             old.close(Bye(code="normal", reason="duplicate connection"))
