@@ -99,6 +99,7 @@ class Node:
         self._changed = trio.lowlevel.ParkingLot()
         self._dial_wake = trio.Event()
         self._started = trio.current_time()
+        self._closing = False  # shutting down: no new session, no new dial
         self.listen_port: int | None = endpoint.address[1]
         self.sync_interval = config.sync_interval
 
@@ -259,6 +260,8 @@ class Node:
     # -- SessionHost --------------------------------------------------------------------
 
     def on_hello(self, session: PeerSession) -> str | None:
+        if self._closing:
+            return "shutting down"
         key = session.peer_key
         if key == self.node_key:
             if session.outbound:
@@ -269,8 +272,12 @@ class Node:
             return "banned"
         old = self.sessions.get(key)
         if old is not None:
-            # Both sides keep the connection the lower node key opened (transport.md 6).
-            if old.client_key <= session.client_key:
+            # Both sides keep the connection the lower node key opened (transport.md
+            # 6); of two the same node opened, the one with the lower channel
+            # binding, which both ends share.  ("Keep the older" is not enough:
+            # each end sees the Hellos in its own order and may keep the other.)
+            if ((old.client_key, old.conn.channel_binding)
+                    <= (session.client_key, session.conn.channel_binding)):
                 return "duplicate connection"
             old.close(Bye(code="normal", reason="duplicate connection"))
         self.sessions[key] = session
@@ -373,7 +380,6 @@ class Node:
         await session.run()
 
     async def _dial(self, address: Address, expect_key: Pseudonym | None) -> None:
-        self._dialing.add(address)
         failures = self._next_dial.get(address, (0.0, 0))[1]
         try:
             try:
@@ -403,7 +409,7 @@ class Node:
 
     def _dial_candidates(self) -> None:
         room = self.config.max_peers - len(self.sessions) - len(self._dialing)
-        if room <= 0:
+        if room <= 0 or self._closing:
             return
         now = trio.current_time()
         connected = {s.address for s in self._all_sessions}
@@ -424,6 +430,8 @@ class Node:
             expect = (Pseudonym(key=record.node_key)
                       if record.source is PeerSource.EXCHANGE and record.node_key else None)
             room -= 1
+            # Marked now, not when the task starts: the next tick may come first.
+            self._dialing.add(address)
             self._nursery.start_soon(self._dial, address, expect)
 
     async def _ticker(self) -> None:
@@ -435,6 +443,7 @@ class Node:
                 logger.error("could not make a due step: %s", exc)
 
     async def _shutdown(self) -> None:
+        self._closing = True
         for s in list(self._all_sessions):
             s.close(Bye(code="normal", reason="shutting down"))
         with trio.move_on_after(3.0):

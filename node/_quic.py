@@ -507,6 +507,14 @@ class PeerConnection:
         return self._remote if address is None else (address[0], address[1])
 
     @property
+    def channel_binding(self) -> bytes:
+        """The TLS channel binding (spec 4.3): alike at both ends, unique per connection."""
+        binding = self._quic.channel_binding
+        if binding is None:
+            raise LocalProtocolError("the handshake has not completed")
+        return binding
+
+    @property
     def close_reason(self) -> CloseReason | None:
         """Why the connection ended, or None while it is open."""
         return self._close_reason

@@ -613,6 +613,14 @@ def test_penalties_reach_the_threshold_and_decay() -> None:
     assert q.value(T + 1000) == pytest.approx(0.0)
     assert PenaltyScore().charge(Offence.MALFORMED, T)
     assert Offence.RATE.points == 5
+    # Offences milliseconds apart still reach the threshold exactly: points are
+    # forgiven whole, one per 10 s (wire.md 10.2).
+    r = PenaltyScore()
+    assert not any(r.charge(Offence.INVALID, T + i * 0.003) for i in range(3))
+    assert r.charge(Offence.INVALID, T + 0.01)
+    s = PenaltyScore()
+    s.charge(Offence.RATE, T)
+    assert s.value(T + 9.9) == 5 and s.value(T + 10) == 4 and s.value(T + 25) == 3
     with pytest.raises(LocalProtocolError):
         PenaltyScore(threshold=0)
 
