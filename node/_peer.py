@@ -87,6 +87,9 @@ MAX_QUEUED_FORKS: Final = 64
 MAX_PROOF_ANSWERS: Final = 4
 """Proof requests answered at once per peer; more are refused (answered empty)."""
 PEX_INTERVAL: Final = 300.0
+SILENCE_TIMEOUT: Final = 300.0
+"""A peer that sends no complete message for this long is gone (or holding a
+slot with a partial frame): its session ends (wire.md 6.3; 5 x ANTI_ENTROPY_INTERVAL)."""
 CLOSE_GRACE: Final = 2.0
 """Seconds to wait for the peer to finish its stream after our Bye."""
 PACE: Final = 0.9
@@ -134,6 +137,7 @@ class PeerSession:
         self._rng = rng
         now = trio.current_time()
         self.started = now
+        self._last_message = now
         self.sync = PeerSync()
         self.guard = SessionGuard()
         self.limiter = RateLimiter(now=now)
@@ -240,6 +244,7 @@ class PeerSession:
                         self._wake.set()
                     return
                 for msg, size in decoder.feed_frames(data):
+                    self._last_message = trio.current_time()
                     self._handle(msg, size)
         except IncompatibleVersion as exc:
             logger.info("%r: %s", self, exc)
@@ -261,6 +266,10 @@ class PeerSession:
         next_pex = trio.current_time() + PEX_INTERVAL
         while True:
             await trio.sleep(interval * self._rng.uniform(0.9, 1.1))
+            if trio.current_time() - self._last_message > SILENCE_TIMEOUT:
+                self.close(Bye(code="normal", reason="no message for "
+                               f"{SILENCE_TIMEOUT:.0f} s"))
+                return
             self.anti_entropy()
             if trio.current_time() >= next_pex and self.registered:
                 self._send_peers()
@@ -328,6 +337,10 @@ class PeerSession:
             raise _Dropped
         self.registered = True
         self._send_peers()
+        # Fork proofs are news only once (8.3): a peer that was away when one
+        # was stored learns it here, as a session opens.
+        for proof in self.host.replica.ledger.store.forks()[:MAX_QUEUED_FORKS]:
+            self.push_fork(proof)
 
     def _on_entries(self, msg: Entries) -> None:
         try:
