@@ -284,7 +284,10 @@ class Node:
         listen = session.listen_address
         if listen is not None:
             now = self.wall_time()
-            source = PeerSource.CONFIG if session.outbound else PeerSource.INBOUND
+            # An outbound session was dialled from a row of the table, which keeps
+            # its source (upsert_peer keeps the stronger): a dialled hint stays a
+            # hint, ranked and re-checked as one (wire.md 9).
+            source = PeerSource.EXCHANGE if session.outbound else PeerSource.INBOUND
             host, port = listen if not session.outbound else session.address
             try:
                 if self.store.upsert_peer(host, port, now=now, source=source, node_key=key.key):
