@@ -18,8 +18,9 @@ be revealed (which would count as ``stalled`` against the user, spec 7.8).
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,7 @@ class Ledger:
     def __init__(self, store: Store, participant: Participant) -> None:
         self.store = store
         self.participant = participant
+        self._batch: list[Entry] | None = None
 
     @classmethod
     def open(cls, store: Store, identity: SigningIdentity) -> Ledger:
@@ -137,8 +139,30 @@ class Ledger:
             if chain is None or len(chain) == held:
                 return Ingested(status=IngestStatus.INVALID, entry=entry, error=exc)
             trade_error = exc  # appended to its chain; only its trade refused it
-        return Ingested(status=IngestStatus.ADDED, entry=self._keep(entry),
-                        trade_error=trade_error)
+        if self._batch is not None:
+            self._batch.append(entry)  # stored when the batch ends
+        else:
+            self._keep(entry)
+        return Ingested(status=IngestStatus.ADDED, entry=entry, trade_error=trade_error)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Store the entries :meth:`ingest` adds inside the block in one transaction,
+        committed when the block ends -- before the caller acknowledges or forwards
+        any of them, so an acknowledged entry still survives ``kill -9``.  The block
+        must not checkpoint: until it ends the store lags the chains in memory."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        finally:
+            pending, self._batch = self._batch, None
+            results = self.store.add_many(pending) if pending else []
+            if any(r.status is not AddStatus.ADDED for r in results):  # pragma: no cover
+                raise LocalProtocolError("the store already held entries the chains did "
+                                         "not; restart the node to resync")
 
     def add_fork(self, fork: ForkProof) -> bool:
         """A fork proof from a peer (already decoded, so valid); True if new."""

@@ -52,7 +52,7 @@ def test_vectors_command_writes_current_files(tmp_path: object) -> None:
 
 def test_bench_reports_ratios() -> None:
     out = shinyo("bench", "--trades", "5", "--store-entries", "2000", "--quic-megabytes", "2",
-                 "--json")
+                 "--sync-entries", "200", "--convergence-entries", "300", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     (row,) = doc["verify"]
@@ -60,6 +60,9 @@ def test_bench_reports_ratios() -> None:
     assert row["ratio"] > 0 and row["bytes_per_trade"] > 0  # measured, never asserted as a bound
     assert doc["store"]["entries"] == 2000 and doc["store"]["ratio"] > 0
     assert doc["raw_quic_stream_mb_per_s"] > 0
+    (sync,) = doc["sync"]
+    assert sync["entries"] == 200 and sync["sync_entries_per_s"] > 0
+    assert doc["convergence"]["entries"] == 300
 
 
 def test_id_new_and_show(tmp_path: Path) -> None:

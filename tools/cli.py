@@ -265,13 +265,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench  # noqa: PLC0415 - only this command needs it
     from .bench_quic import measure_stream_throughput  # noqa: PLC0415
     from .bench_store import bench_store  # noqa: PLC0415
+    from .bench_sync import (  # noqa: PLC0415
+        linearity,
+        measure_convergence,
+        measure_sync,
+        print_convergence,
+        print_sync,
+    )
 
     results = [bench.bench_verify(n) for n in args.trades]
     store = bench_store(n=args.store_entries)
     quic_mb_s = round(measure_stream_throughput(megabytes=args.quic_megabytes), 1)
+    sync = [measure_sync(entries=n, authors=10) for n in args.sync_entries]
+    convergence = (measure_convergence(nodes=5, entries=args.convergence_entries)
+                   if args.convergence_entries else None)
     if args.json:
         print(json.dumps({"schema": "shinyo-bench/1", "verify": results, "store": store,
-                          "raw_quic_stream_mb_per_s": quic_mb_s}, sort_keys=True))
+                          "raw_quic_stream_mb_per_s": quic_mb_s, "sync": sync,
+                          "sync_linearity": linearity(sync), "convergence": convergence},
+                         sort_keys=True))
         return EXIT_OK
     print("proof verification vs raw PyNaCl verify of the same signatures on one core:")
     print(f"  {'trades':>7} {'entries':>8} {'bytes/trade':>12} {'1 core/s':>9} "
@@ -287,6 +299,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"raw {store['raw_executemany_per_s']:>9.0f}/s   ratio {store['ratio']:.2f}")
     print(f"raw aioquic stream between two processes on loopback (the sync baseline): "
           f"{quic_mb_s} MB/s")
+    print_sync(sync)
+    if convergence is not None:
+        print_convergence(convergence)
     return EXIT_OK
 
 
@@ -322,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="entries for the store insert measurement")
     bench.add_argument("--quic-megabytes", type=int, default=64,
                        help="bytes for the raw aioquic stream measurement, in MB")
+    bench.add_argument("--sync-entries", type=int, nargs="+", default=[1000, 10_000],
+                       help="entries synced between two nodes (default: 1000 10000)")
+    bench.add_argument("--convergence-entries", type=int, default=10_000,
+                       help="entries five nodes converge on (0 skips it)")
     bench.set_defaults(func=cmd_bench)
     add_id_commands(sub)
     add_node_commands(sub)
