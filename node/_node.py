@@ -48,6 +48,8 @@ from shinyo import (
     text_digest,
 )
 from shinyo._constants import NONCE_SIZE
+from shinyo._ratelimit import BAN_TIME as _BAN_SECONDS
+from shinyo._wire import MAX_PEERS as MAX_PEER_HINTS
 from shinyo.wire import Bye, PeerAddress, Peers, push_targets
 
 from ._config import NodeConfig
@@ -64,7 +66,7 @@ __all__ = ["BAN_TIME", "Node", "NodeError", "open_node"]
 
 logger = logging.getLogger("shinyo.node")
 
-BAN_TIME: Final = 3600
+BAN_TIME: Final = int(_BAN_SECONDS)
 STORE_FILE: Final = "store.sqlite"
 SESSION_STREAM_TIMEOUT: Final = 10.0
 """Seconds an inbound connection may take to open its session stream."""
@@ -267,8 +269,7 @@ class Node:
             if session.outbound:
                 self._self_addresses.add(session.address)
             return "a connection to itself"
-        until = self._banned.get(key.key)
-        if until is not None and until > trio.current_time():
+        if self._is_banned(key.key):
             return "banned"
         old = self.sessions.get(key)
         if old is not None:
@@ -281,14 +282,14 @@ class Node:
                 return "duplicate connection"
             old.close(Bye(code="normal", reason="duplicate connection"))
         self.sessions[key] = session
-        listen = session.listen_address
-        if listen is not None:
+        address = session.dial_address
+        if session.listen_address is not None and address is not None:
             now = self.wall_time()
             # An outbound session was dialled from a row of the table, which keeps
             # its source (upsert_peer keeps the stronger): a dialled hint stays a
             # hint, ranked and re-checked as one (wire.md 9).
             source = PeerSource.EXCHANGE if session.outbound else PeerSource.INBOUND
-            host, port = listen if not session.outbound else session.address
+            host, port = address
             try:
                 if self.store.upsert_peer(host, port, now=now, source=source, node_key=key.key):
                     self.store.record_success(host, port, now=now, node_key=key.key)
@@ -331,15 +332,15 @@ class Node:
             return []
         hints = []
         for s in self.sessions.values():
-            listen = s.listen_address if not s.outbound else s.address
-            if s is session or listen is None or s.hello is None or s.hello.port is None:
+            address = s.dial_address
+            if s is session or s.listen_address is None or address is None:
                 continue
             try:
-                hints.append(PeerAddress(host=listen[0], port=listen[1], node=s.peer_key.key))
+                hints.append(PeerAddress(host=address[0], port=address[1], node=s.peer_key.key))
             except ShinyoError:
                 continue  # a host the wire cannot carry (e.g. a zone index)
         self._rng.shuffle(hints)
-        return hints[:32]
+        return hints[:MAX_PEER_HINTS]
 
     def gossip(self, received: Received, *, source: PeerSession | None) -> None:
         peers = list(self.sessions.values())
@@ -353,19 +354,21 @@ class Node:
         if received.stored or received.forks:
             self._notify()
 
+    def _is_banned(self, node_key: bytes) -> bool:
+        return self._banned.get(node_key, 0.0) > trio.current_time()
+
     def ban(self, session: PeerSession, reason: str) -> None:
         logger.warning("dropping %s at %s:%d: %s", session.peer_key.short(), *session.address,
                        reason)
         self._banned[session.peer_key.key] = trio.current_time() + BAN_TIME
-        address = session.listen_address if not session.outbound else session.address
+        address = session.dial_address
         if address is not None and self.store.peer(*address) is not None:
             self.store.ban(*address, until=self.wall_time() + BAN_TIME)
 
     # -- tasks ------------------------------------------------------------------------
 
     async def _serve_inbound(self, conn: PeerConnection) -> None:
-        until = self._banned.get(conn.peer_key.key)
-        if until is not None and until > trio.current_time():
+        if self._is_banned(conn.peer_key.key):
             return  # closed by serve() when we return
         stream = None
         with trio.move_on_after(SESSION_STREAM_TIMEOUT):
@@ -427,8 +430,7 @@ class Node:
                     or record.node_key in keys or record.node_key == self.node_key.key
                     or self._next_dial.get(address, (0.0, 0))[0] > now):
                 continue
-            banned = record.node_key is not None and self._banned.get(record.node_key, 0) > now
-            if banned:
+            if record.node_key is not None and self._is_banned(record.node_key):
                 continue
             expect = (Pseudonym(key=record.node_key)
                       if record.source is PeerSource.EXCHANGE and record.node_key else None)

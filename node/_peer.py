@@ -45,6 +45,7 @@ from typing import Final, Protocol
 import trio
 
 from shinyo import ForkProof, Pseudonym, VerificationError
+from shinyo._ratelimit import BYTE_BURST, BYTE_RATE, MESSAGE_BURST, MESSAGE_RATE
 from shinyo.wire import (
     MAX_PUSH_ENTRIES,
     Bye,
@@ -142,9 +143,10 @@ class PeerSession:
         self.guard = SessionGuard()
         self.limiter = RateLimiter(now=now)
         self.penalty = PenaltyScore()
-        self._pace = RateLimiter(now=now, message_rate=100 * PACE, message_burst=200 * PACE,
-                                 byte_rate=4 * 1024 * 1024 * PACE,
-                                 byte_burst=1024 * 1024)
+        self._pace = RateLimiter(now=now, message_rate=MESSAGE_RATE * PACE,
+                                 message_burst=MESSAGE_BURST * PACE,
+                                 byte_rate=BYTE_RATE * PACE, byte_burst=BYTE_BURST)
+        self._deferred: bytes | None = None  # a charged frame the pacing budget held back
         self._wants: deque[Want] = deque()
         self._answers: deque[Want] = deque()
         self._charged: deque[Message] = deque()
@@ -171,6 +173,11 @@ class PeerSession:
         if self.hello is None or self.hello.port is None:
             return None
         return self.address[0], self.hello.port
+
+    @property
+    def dial_address(self) -> tuple[str, int] | None:
+        """Where to reach the peer: the address we dialled, else its listen address."""
+        return self.address if self.outbound else self.listen_address
 
     @property
     def client_key(self) -> bytes:
@@ -428,7 +435,7 @@ class PeerSession:
             await self._wake.wait()
 
     def _charged_pending(self) -> bool:
-        return bool(self._charged or self._push or self._heads is not None
+        return bool(self._deferred or self._charged or self._push or self._heads is not None
                     or self._heads_due or self._proof_pages)
 
     def _next_frame(self) -> bytes | None:
@@ -436,13 +443,16 @@ class PeerSession:
             return encode_frame(self._wants.popleft())
         if self._answers:
             return self._answer(self._answers.popleft())
-        msg = self._next_charged()
-        if msg is None:
-            return None
-        frame = encode_frame(msg)
+        frame = self._deferred
+        if frame is None:
+            msg = self._next_charged()
+            if msg is None:
+                return None
+            frame = encode_frame(msg)
         if not self._pace.admit(len(frame), trio.current_time()):
-            self._requeue(msg)
+            self._deferred = frame  # waits, ahead of every other charged message
             return None
+        self._deferred = None
         return frame
 
     def _answer(self, want: Want) -> bytes:
@@ -476,24 +486,3 @@ class PeerSession:
                 return self._next_charged()
             return page
         return None
-
-    def _requeue(self, msg: Message) -> None:
-        """Put back a charged message the pacing budget did not admit yet."""
-        if isinstance(msg, Push):
-            self._push.extendleft(reversed(msg.entries))
-            self.stats["pushed"] -= len(msg.entries)
-        elif isinstance(msg, Heads):
-            rest = self._proof_pages.popleft() if msg.scope is not None else self._heads
-            chained = _prepend(msg, rest)
-            if msg.scope is not None:
-                self._proof_pages.appendleft(chained)
-            else:
-                self._heads = chained
-        else:
-            self._charged.appendleft(msg)
-
-
-def _prepend(first: Heads, rest: Iterator[Heads] | None) -> Iterator[Heads]:
-    yield first
-    if rest is not None:
-        yield from rest

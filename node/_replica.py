@@ -172,12 +172,9 @@ class Replica:
             else:
                 out.ahead.append((entry.author, entry.seq))
         elif placement is Placement.FORK:
-            was_forked = self.ledger.store.is_forked(entry.author)
-            result = self.ledger.ingest(entry, now=now)
-            if result.fork is not None and not was_forked:
-                logger.warning("fork: %s signed two entries at seq %d",
-                               entry.author.short(), entry.seq)
-                out.forks.append(result.fork)
+            chain = self.ledger.chain(entry.author)
+            assert chain is not None
+            self._fork(ForkProof.from_entries(chain[entry.seq], entry), out)
         elif placement is Placement.LINK_CONFLICT:
             head = self.head(entry.author)
             assert head is not None
@@ -208,9 +205,7 @@ class Replica:
                            entry.seq)
 
     def _fork(self, proof: ForkProof, out: Received) -> None:
-        if self.ledger.store.is_forked(proof.author):
-            self.ledger.add_fork(proof)
-            return
+        # The store keeps one proof per author, so "stored" means "news" (8.3).
         if self.ledger.add_fork(proof):
             logger.warning("fork: %s signed two entries at seq %d",
                            proof.author.short(), proof.seq)
