@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
-demo: $(BIN)/.installed      ## the main job: a trade and its verification, end to end
+demo: $(BIN)/.installed      ## the main job: five daemons on 127.0.0.1, trades, a fork, a verified proof
 	$(BIN)/shinyo demo
 
 test: $(BIN)/.installed      ## the test suite with protocol/ coverage

@@ -278,5 +278,9 @@ class Ledger:
         chains = {p: c for p, c in self.participant.others.items() if p != subject}
         if subject != self.pseudonym:
             chains[self.pseudonym] = self.participant.chain
-        forks = [f for f in self.store.forks() if f.author != subject]
+        # The subject's own fork proof goes in: a verifier MUST then answer
+        # `forked` (spec/proof.md 4 step 6).  Of the others, only those about
+        # the subject's counterparties matter; the rest would only mislead.
+        relevant = {subject, *(view.counterparty for view in chain.trades.values())}
+        forks = [f for f in self.store.forks() if f.author in relevant]
         return build_proof(chain, chains, forks=forks)

@@ -21,7 +21,8 @@ def shinyo(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_demo_is_reproducible_and_verifies() -> None:
-    one, two = shinyo("demo", "--seed", "7"), shinyo("demo", "--seed", "7")
+    one = shinyo("demo", "--in-process", "--seed", "7")
+    two = shinyo("demo", "--in-process", "--seed", "7")
     assert one.returncode == 0, one.stderr
     assert one.stdout == two.stdout
     assert "rejected [bad-signature]" in one.stdout

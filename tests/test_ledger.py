@@ -82,6 +82,24 @@ def test_duplicates_gaps_forks_and_garbage(tmp_path: Path) -> None:
     assert b.ingest(stranger.encode(), now=T0).status is IngestStatus.OWN
 
 
+def test_a_proof_carries_the_subjects_fork_and_only_relevant_others(tmp_path: Path) -> None:
+    # spec/proof.md 4 step 6: a verifier given the subject's fork proof says `forked`.
+    a, c, d = open_ledger(tmp_path, 1), open_ledger(tmp_path, 3), open_ledger(tmp_path, 4)
+    p = a.propose(c.pseudonym, context=CTX, terms=terms(), now=T0)
+    assert c.ingest(p.encode(), now=T0).status is IngestStatus.ADDED
+    twin = Entry.create(identity(1), seq=p.seq, prev=p.prev, timestamp=T0 + 1,
+                        body=shinyo.Propose(counterparty=d.pseudonym, context=CTX,
+                                            terms=terms(1)))
+    assert c.ingest(twin.encode(), now=T0 + 2).status is IngestStatus.FORK
+    with pytest.raises(shinyo.VerificationError) as refused:
+        verify_proof(c.proof(a.pseudonym), now=T0 + 3)
+    assert refused.value.failure_class == "forked"
+    # d's proof, from c: a (forked) is no counterparty of d, so its fork stays out.
+    q = d.propose(c.pseudonym, context=CTX, terms=terms(2), now=T0 + 4)
+    assert c.ingest(q.encode(), now=T0 + 4).status is IngestStatus.ADDED
+    assert verify_proof(c.proof(d.pseudonym), now=T0 + 5).forked_counterparties == ()
+
+
 def test_a_future_entry_is_invalid_and_not_stored(tmp_path: Path) -> None:
     a, b = open_ledger(tmp_path, 1), open_ledger(tmp_path, 2)
     e = a.propose(b.pseudonym, context=CTX, terms=terms(), now=T0 + DAY)

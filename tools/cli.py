@@ -2,9 +2,10 @@
 
 Commands so far:
 
-* ``shinyo demo``      -- two traders, a blind mutual rating, a cancellation, a
-  retraction and a tampered entry, all in one process, then every chain
-  verified from bytes.  (The networked demo arrives with the node.)
+* ``shinyo demo``      -- five ``shinyo node run`` daemons on 127.0.0.1 trade,
+  rate blind, cancel, retract, withhold and equivocate; a proof is exported
+  and verified (tools/demo.py).  ``--in-process``: one trade and its checks
+  without daemons.
 * ``shinyo vectors``   -- regenerate spec/vectors/*.json.
 * ``shinyo inspect``   -- decode and verify entries or a fork proof given as hex.
 
@@ -39,7 +40,10 @@ def _say(msg: str = "") -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """A whole trade, end to end, in-process (spec 7.1)."""
+    """The network demo (tools/demo.py), or a whole trade in-process (spec 7.1)."""
+    if not args.in_process:
+        from .demo import run_demo  # noqa: PLC0415 - only this command needs it
+        return run_demo(keep=args.keep, directory=args.dir)
     seed = args.seed
     rnd = os.urandom if seed is None else _seeded(seed)
     alice = Participant(SigningIdentity.from_seed(rnd(32)))
@@ -309,9 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shinyo", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"shinyo {shinyo.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a whole trade and its verification in-process")
+    demo = sub.add_parser("demo", help="five daemons on 127.0.0.1 trade, rate, fork and verify")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the network running until Ctrl-C and print commands to try")
+    demo.add_argument("--dir", help="put the nodes' homes here (kept afterwards)")
+    demo.add_argument("--in-process", action="store_true",
+                      help="no daemons: one trade and its checks in this process")
     demo.add_argument("--seed", type=int, default=None,
-                      help="derive keys and nonces from this number (reproducible output)")
+                      help="with --in-process: derive keys and nonces from this number")
     demo.set_defaults(func=cmd_demo)
     vec = sub.add_parser("vectors", help="regenerate the spec's test vectors")
     vec.add_argument("out", nargs="?", default="spec/vectors")
