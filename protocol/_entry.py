@@ -226,6 +226,17 @@ class Entry:
         return cls._parse_payload(payload, signature)
 
     @classmethod
+    def _from_parts(cls, payload: bytes, signature: bytes) -> Entry:
+        """``_parse`` for an envelope given as its two byte strings (a proof's
+        packed entries, spec/proof.md 1.1).  The signature is NOT yet checked."""
+        size = len(_envelope_head(len(payload))) + len(payload) + len(_SIG_HEAD) + len(signature)
+        if size > MAX_ENTRY_SIZE:
+            raise Oversize(f"entry: {size} bytes exceeds the limit of {MAX_ENTRY_SIZE}")
+        if may_share_values(payload) and has_value_sharing(payload):
+            raise NonCanonical("entry payload: shared values (CBOR tags 28/29) are not allowed")
+        return cls._parse_payload(payload, signature)
+
+    @classmethod
     def _parse_payload(cls, payload: bytes, signature: bytes) -> Entry:
         """Steps 3-7a of spec 6.4 on an envelope's two byte strings."""
         try:
@@ -300,24 +311,31 @@ def decode_all(
     their own order and report the same first failure a sequential decode would.
     """
     results: dict[bytes, Entry | VerificationError] = {}
-    pending: list[Entry] = []
-    raw_of: list[bytes] = []
     for raw in raws:
         if raw in results:
             continue
         try:
-            entry = Entry._parse(raw)
+            results[raw] = Entry._parse(raw)
         except VerificationError as exc:
             results[raw] = exc
-            continue
-        results[raw] = entry
-        pending.append(entry)
-        raw_of.append(raw)
+    checked = check_signatures(list(results.values()), map=map)
+    return dict(zip(results, checked, strict=True))
+
+
+def check_signatures(
+    parsed: list[Entry | VerificationError], *, map: MapFn = map
+) -> list[Entry | VerificationError]:
+    """Spec 6.4 step 7b for entries parsed but not yet verified (``_parse``,
+    ``_from_parts``): each is kept, or replaced by its BadSignature.  Errors
+    pass through.  Chunks go through ``map``, as in :func:`decode_all`."""
+    out = list(parsed)
+    at = [i for i, p in enumerate(parsed) if isinstance(p, Entry)]
+    pending = [p for p in parsed if isinstance(p, Entry)]
     chunks = [pending[i : i + _CHUNK] for i in range(0, len(pending), _CHUNK)]
     done = 0
     for chunk, errors in zip(chunks, map(_signature_errors, chunks), strict=True):
         for k, error in enumerate(errors):
             if error is not None:
-                results[raw_of[done + k]] = error
+                out[at[done + k]] = error
         done += len(chunk)
-    return results
+    return out

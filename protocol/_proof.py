@@ -3,8 +3,11 @@
 File layout::
 
     "SHINYO-PROOF" 0x00 || canonical CBOR of
-    proof = [version: 1, subject: key, own: [* entry-bstr],
-             others: [* [key, [* entry-bstr]]], forks: [* fork-proof-bstr]]
+    proof = [version: 1, subject: key, own: [* packed-entry-bstr],
+             others: [* [key, [* packed-entry-bstr]]], forks: [* fork-proof-bstr]]
+
+Entries are *packed* (spec/proof.md 1.1, protocol/_proof_file.py): the author
+is the array's key and a prev that follows from the item before is left out.
 
 ``own`` is the subject's whole chain, seq 1 to its head.  ``others`` holds, per
 counterparty (keys ascending, entries by seq ascending), every entry the
@@ -32,7 +35,7 @@ from ._constants import (
     MAX_PROOF_ENTRIES,
     MAX_PROOF_SIZE,
 )
-from ._entry import Entry, MapFn, decode_all
+from ._entry import Entry, MapFn, check_signatures
 from ._errors import (
     BrokenLink,
     DecodeError,
@@ -43,12 +46,11 @@ from ._errors import (
     SeqGap,
     TradeRuleViolation,
     VerificationError,
-    WrongAuthor,
 )
 from ._fork import ForkProof
 from ._identity import Pseudonym
 from ._outcome import TradeOutcome, classify
-from ._proof_file import ProofFile, read_proof_file
+from ._proof_file import ProofFile, pack_entries, parse_packed, read_proof_file
 from ._scoring import Policy, ScoreReport, score
 from ._trade import TradeSession, feed_in_order, reveals_first
 
@@ -115,8 +117,8 @@ def build_proof(
                 break
     proof = ProofFile(
         subject=subject.author.key,
-        own=[e.encode() for e in subject.entries],
-        others=[(who.key, [counterparties[who][s].encode() for s in sorted(wanted[who])])
+        own=pack_entries(subject.entries),
+        others=[(who.key, pack_entries([counterparties[who][s] for s in sorted(wanted[who])]))
                 for who in sorted(wanted, key=lambda p: p.key)],
         forks=sorted(f.encode() for f in forks),
     )
@@ -182,8 +184,9 @@ class ProofReport:
         }
 
 
-def _decode_others(groups: list[tuple[bytes, list[bytes]]], subject: Pseudonym,
-                   now: int | None, decoded: dict[bytes, Entry | VerificationError]
+def _decode_others(groups: list[tuple[bytes, list[Entry | VerificationError]]],
+                   subject: Pseudonym,
+                   now: int | None
                    ) -> dict[Pseudonym, list[Entry]]:
     others: dict[Pseudonym, list[Entry]] = {}
     previous: bytes | None = None
@@ -194,10 +197,8 @@ def _decode_others(groups: list[tuple[bytes, list[bytes]]], subject: Pseudonym,
         who = Pseudonym(key=key)
         if who == subject:
             raise DecodeError("proof: the subject's entries belong in 'own', not 'others'")
-        entries = [_entry(b, decoded) for b in items]
+        entries = [_entry(b) for b in items]  # authored by ``key`` (1.1)
         for i, e in enumerate(entries):
-            if e.author != who:
-                raise WrongAuthor(f"listed under {who.short()}", seq=e.seq)
             if now is not None and e.timestamp > now + MAX_CLOCK_SKEW:
                 raise FutureTimestamp(f"timestamp {e.timestamp} is past now={now}", seq=e.seq)
             if i and e.seq <= entries[i - 1].seq:
@@ -209,14 +210,11 @@ def _decode_others(groups: list[tuple[bytes, list[bytes]]], subject: Pseudonym,
     return others
 
 
-def _entry(raw: bytes, decoded: dict[bytes, Entry | VerificationError]) -> Entry:
-    """The pre-decoded result for ``raw``: the entry, or the error decoding it raised."""
-    result = decoded.get(raw)
-    if result is None:
-        return Entry.decode(raw)
-    if isinstance(result, VerificationError):
-        raise result
-    return result
+def _entry(item: Entry | VerificationError) -> Entry:
+    """A verified entry, or the error unpacking or decoding it raised, met now."""
+    if isinstance(item, VerificationError):
+        raise item
+    return item
 
 
 def _run_ends(entries: list[Entry]) -> dict[int, int]:
@@ -249,19 +247,20 @@ def verify_proof(
     depend on it.
     """
     parts = read_proof_file(data)
-    own_list, forks_list = parts.own, parts.forks
+    forks_list = parts.forks
     subject = Pseudonym(key=parts.subject)
-    if not own_list:
+    if not parts.own:
         raise Incomplete("the proof holds none of the subject's entries")
-    # Decode (and check the signatures of) every entry up front, possibly in
-    # parallel; the steps below then meet each result in the spec's order.
-    flat = list(own_list)
-    for _, items in parts.others:
-        flat.extend(items)
-    decoded = decode_all(flat, map=map)
+    # Unpack and parse every entry, then check every signature up front, possibly
+    # in parallel; the steps below meet each result in the spec's order.
+    arrays = [parse_packed(parts.subject, parts.own),
+              *(parse_packed(key, items) for key, items in parts.others)]
+    checked = iter(check_signatures([item for array in arrays for item in array], map=map))
+    own_list, *theirs = [[next(checked) for _ in array] for array in arrays]
+    groups = [(key, array) for (key, _), array in zip(parts.others, theirs, strict=True)]
     chain = Chain(subject)
-    for raw in own_list:
-        chain.append(_entry(raw, decoded), now=now)
+    for item in own_list:
+        chain.append(_entry(item), now=now)
 
     forked: set[Pseudonym] = set()
     for i, raw in enumerate(forks_list):
@@ -272,7 +271,7 @@ def verify_proof(
             raise Forked(f"{subject.short()} signed two different entries at seq {fork.seq}")
         forked.add(fork.author)
 
-    others = _decode_others(parts.others, subject, now, decoded)
+    others = _decode_others(groups, subject, now)
     own_groups = _by_trade(chain.entries)
     their_groups = {who: _by_trade(entries) for who, entries in others.items()}
     run_ends = {who: _run_ends(entries) for who, entries in others.items()}

@@ -30,6 +30,7 @@ from shinyo import (
     verify_proof,
 )
 from shinyo._constants import MAX_PROOF_ENTRIES, MAX_PROOF_SIZE, PROOF_MAGIC
+from shinyo._proof_file import pack_entries
 
 from .conftest import CTX, T0, Pair, identity, nonce, terms
 
@@ -51,11 +52,20 @@ def proof_of(pair: Pair) -> bytes:
 
 
 def fields(data: bytes) -> list:  # type: ignore[type-arg]
-    return cbor2.loads(data[len(PROOF_MAGIC):])  # type: ignore[no-any-return]
+    """A proof's fields with its entries unpacked (spec/proof.md 1.1), for
+    cases that drop or add whole entries; :func:`rebuild` packs them again."""
+    f = cbor2.loads(data[len(PROOF_MAGIC):])
+    (_, own), *groups = shinyo.read_proof_file(data).unpacked()
+    f[2], f[3] = own, [[key, items] for key, items in groups]
+    return f  # type: ignore[no-any-return]
 
 
 def rebuild(f: list) -> bytes:  # type: ignore[type-arg]
-    return PROOF_MAGIC + cbor2.dumps(f, canonical=True)
+    def packed(items: list[bytes]) -> list[bytes]:
+        return pack_entries([Entry.decode(raw) for raw in items])
+    return PROOF_MAGIC + cbor2.dumps([*f[:2], packed(f[2]),
+                                      [[key, packed(items)] for key, items in f[3]], *f[4:]],
+                                     canonical=True)
 
 
 def test_round_trip_and_json_is_stable(pair: Pair) -> None:

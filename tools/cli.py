@@ -249,12 +249,14 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
     parts = shinyo.read_proof_file(data)
     print(f"proof version {shinyo.PROOF_VERSION}, {len(data)} bytes, {parts.items} items")
     print(f"subject {shinyo.Pseudonym(key=parts.subject)}")
-    groups = [("own", parts.own),
-              *((f"counterparty {shinyo.Pseudonym(key=k).short()}", v) for k, v in parts.others)]
-    for label, items in groups:
+    for key, items in parts.unpacked():
+        label = ("own" if key == parts.subject
+                 else f"counterparty {shinyo.Pseudonym(key=key).short()}")
         print(f"{label}: {len(items)} entries")
         for raw in items:
             try:
+                if isinstance(raw, shinyo.VerificationError):
+                    raise raw
                 e = Entry.decode(raw)
                 print(f"  seq {e.seq:<5} {e.kind.label:<14} {_when(e.timestamp)}  "
                       f"{e.id.hex()[:16]}…")

@@ -20,6 +20,7 @@ from shinyo._constants import (
     RESPONSE_WINDOW,
     RETRACT_WINDOW,
 )
+from shinyo._proof_file import pack_entries
 
 from .craft import T0, ident, story, verdict
 
@@ -27,12 +28,29 @@ NOW = T0 + 200 * 86_400
 
 
 def _fields(data: bytes) -> list[Any]:
+    """A valid proof's fields, its entries unpacked (spec/proof.md 1.1) so that
+    cases can drop or add whole entries; :func:`_file` packs them again."""
+    value: list[Any] = cbor2.loads(data[len(PROOF_MAGIC):])
+    (_, own), *groups = shinyo.read_proof_file(data).unpacked()
+    value[2] = own
+    value[3] = [[key, items] for key, items in groups]
+    return value
+
+
+def _raw_fields(data: bytes) -> list[Any]:
     value: list[Any] = cbor2.loads(data[len(PROOF_MAGIC):])
     return value
 
 
-def _file(fields: list[Any]) -> bytes:
+def _file_raw(fields: list[Any]) -> bytes:
     return PROOF_MAGIC + bytes(cbor2.dumps(fields, canonical=True))
+
+
+def _file(fields: list[Any]) -> bytes:
+    packed = [*fields[:2], pack_entries([Entry.decode(r) for r in fields[2]]),
+              [[key, pack_entries([Entry.decode(r) for r in items])] for key, items in fields[3]],
+              *fields[4:]]
+    return PROOF_MAGIC + bytes(cbor2.dumps(packed, canonical=True))
 
 
 def proof_vectors() -> list[dict[str, Any]]:
@@ -111,6 +129,16 @@ def proof_vectors() -> list[dict[str, Any]]:
     add("a byte after the proof's CBOR item", proofs[bob] + b"\x00", "non-canonical")
     add("an empty array where an entry belongs", head + b"\x81\x80\x80\x80", "malformed")
     add("own claims 2^40 entries", head + b"\x9b" + (2**40).to_bytes(8, "big"), "oversize")
+    # Packed entries (spec/proof.md 1.1).
+    raw = _raw_fields(proofs[bob])
+    add("the subject's first entry dropped from the packed array: seq 2's prev can't be derived",
+        _file_raw([*raw[:2], raw[2][1:], *raw[3:]]), "malformed")
+    first = bob.chain[1]
+    spelled = b"\x86" + first.payload[1:2] + first.payload[36:] + first.signature
+    add("a packed entry that spells out a prev it could leave out",
+        _file_raw([*raw[:2], [spelled, *raw[2][1:]], *raw[3:]]), "non-canonical")
+    add("a packed entry no longer than a signature",
+        _file_raw([*raw[:2], [bytes(64)], *raw[3:]]), "malformed")
     add("version 2 of another shape: the version is judged first",
         PROOF_MAGIC + b"\x81\x02", "unsupported-version")
     return out
