@@ -139,7 +139,7 @@ class PeerSession:
         now = trio.current_time()
         self.started = now
         self._last_message = now
-        self.sync = PeerSync()
+        self.sync = PeerSync(claims=host.replica.claims)
         self.guard = SessionGuard()
         self.limiter = RateLimiter(now=now)
         self.penalty = PenaltyScore()
@@ -234,6 +234,7 @@ class PeerSession:
                 await self._write_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            self.sync.release()  # its Wants will not be answered: others may ask
             self.host.on_session_end(self)
             with trio.CancelScope(shield=True):
                 await self.conn.aclose()

@@ -43,6 +43,7 @@ from shinyo.wire import (
     Placement,
     Reassembly,
     SeenSet,
+    WantClaims,
     check_answer,
     peek_id,
     place,
@@ -83,6 +84,7 @@ class Replica:
         self.ledger = ledger
         self.seen = SeenSet() if seen is None else seen
         self.held = Reassembly() if held is None else held
+        self.claims = WantClaims()  # ranges in flight to any peer (wire.md 7.3)
 
     # -- the LocalView the sync planner reads (shinyo.wire.LocalView) ------------
 

@@ -7,6 +7,9 @@ passes in, takes time as an argument, and returns what to send.
 * :class:`PeerSync` -- anti-entropy with one peer: from its Heads, the Wants to
   send (bounded span, bounded number in flight), the chains it lacks, and the
   heads that disagree with ours (fork suspicions).
+* :class:`WantClaims` -- the ranges in flight to any peer, so that the planners
+  of several peers split a chain between them instead of each fetching all of
+  it (wire.md 7.3).
 * :func:`place` -- where a verified entry goes: append, duplicate, hold, fork.
 * :class:`Reassembly` -- entries that arrived ahead of a gap, bounded per author
   and in total, released in order.
@@ -50,6 +53,7 @@ __all__ = [
     "Plan",
     "Reassembly",
     "SeenSet",
+    "WantClaims",
     "check_answer",
     "encoded_size",
     "heads_pages",
@@ -195,6 +199,46 @@ class Plan:
     """Peer heads that disagree with our entry at their seq; ``wants`` fetches each."""
 
 
+class WantClaims:
+    """Wants in flight to all peers, by author (wire.md 7.3: a node SHOULD NOT ask
+    two peers for the same range at the same time).
+
+    Each :class:`PeerSync` given the same registry plans around the ranges the
+    others have out: it starts its Want after any range another peer is
+    answering.  A range is released when its answer arrives or its session
+    ends.  Size: at most ``MAX_OUTSTANDING_WANTS`` per peer.
+    """
+
+    def __init__(self) -> None:
+        self._out: dict[Pseudonym, dict[Want, object]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(ws) for ws in self._out.values())
+
+    def claim(self, want: Want, owner: object) -> None:
+        self._out.setdefault(want.author, {})[want] = owner
+
+    def release(self, want: Want, owner: object) -> None:
+        ws = self._out.get(want.author)
+        if ws is not None and ws.get(want) is owner:
+            del ws[want]
+            if not ws:
+                del self._out[want.author]
+
+    def first_free(self, author: Pseudonym, first: int, owner: object) -> int:
+        """The first seq at or after ``first`` that no other owner has asked for."""
+        ws = self._out.get(author)
+        if not ws:
+            return first
+        moved = True
+        while moved:
+            moved = False
+            for w, who in ws.items():
+                if who is not owner and w.first <= first <= w.last:
+                    first, moved = w.last + 1, True
+        return first
+
+
 class PeerSync:
     """Anti-entropy state for one peer, both directions (wire.md 7).
 
@@ -207,6 +251,11 @@ class PeerSync:
 
     As responder: :meth:`accept_want` / :meth:`answered` count the peer's
     unanswered Wants and refuse more than ``max_outstanding``.
+
+    With ``claims`` shared between the planners of all peers, a range another
+    peer is answering is skipped: the next Want starts after it.  If that
+    answer falls short, the rest is fetched in a later round.  Call
+    :meth:`release` when the session ends.
     """
 
     def __init__(
@@ -215,6 +264,7 @@ class PeerSync:
         max_span: int = MAX_WANT_SPAN,
         max_outstanding: int = MAX_OUTSTANDING_WANTS,
         follow: Callable[[Pseudonym], bool] | None = None,
+        claims: WantClaims | None = None,
     ) -> None:
         if not 1 <= max_span <= MAX_WANT_SPAN or max_outstanding < 1:
             raise LocalProtocolError(
@@ -222,6 +272,7 @@ class PeerSync:
         self._span = max_span
         self._max = max_outstanding
         self._follow = follow
+        self._claims = claims
         self._peer: dict[Pseudonym, int] = {}  # the seq the peer holds, as far as we know
         self._asked: dict[Pseudonym, int] = {}  # highest seq asked in this round
         self._needy: dict[Pseudonym, None] = {}  # authors that may need Wants, round-robin
@@ -299,7 +350,19 @@ class PeerSync:
         """Record a Want sent outside the planner; it takes a slot like the others."""
         if len(self._out) >= self._max:
             raise LocalProtocolError(f"already {self._max} wants in flight to this peer")
+        self._send(want)
+
+    def _send(self, want: Want) -> None:
         self._out[want] = None
+        if self._claims is not None:
+            self._claims.claim(want, self)
+
+    def release(self) -> None:
+        """The session ended: give up every claim (its Wants will not be answered)."""
+        if self._claims is not None:
+            for w in self._out:
+                self._claims.release(w, self)
+        self._out.clear()
 
     def abandon(self, author: Pseudonym) -> None:
         """Ask the peer nothing more about ``author`` until its next Heads (e.g. it
@@ -318,23 +381,35 @@ class PeerSync:
         out: list[Want] = []
         while len(self._out) < self._max and self._urgent:
             w = self._urgent.popleft()
-            self._out[w] = None
+            self._send(w)
             out.append(w)
+        deferred: list[Pseudonym] = []
         while len(self._out) < self._max and self._needy:
             a = next(iter(self._needy))
             del self._needy[a]
             head = view.head(a)
-            first = max(0 if head is None else head[0], self._asked.get(a, 0)) + 1
+            have = 0 if head is None else head[0]
+            first = max(have, self._asked.get(a, 0)) + 1
             peer = self._peer.get(a, 0)
             if first > peer:
-                self._settle(a, 0 if head is None else head[0])
+                self._settle(a, have)
                 continue
+            if self._claims is not None:
+                free = self._claims.first_free(a, first, self)
+                # Other peers are fetching the rest, or what is left lies too far
+                # ahead to be held (7.5): ask again later (their answer may fall short).
+                if free != first and (free > peer or free + self._span - 1 > have + HOLD_WINDOW):
+                    deferred.append(a)
+                    continue
+                first = free
             w = Want(author=a, first=first, last=min(peer, first + self._span - 1))
             self._asked[a] = w.last
-            self._out[w] = None
+            self._send(w)
             out.append(w)
             if w.last < peer:
                 self._needy[a] = None  # to the back of the queue
+        for a in deferred:
+            self._needy[a] = None
         return tuple(out)
 
     def on_entries(self, msg: Entries) -> None:
@@ -345,6 +420,8 @@ class PeerSync:
             raise Unsolicited(
                 f"entries {w.first}..{w.last} of {w.author.short()} were not asked for")
         del self._out[w]
+        if self._claims is not None:
+            self._claims.release(w, self)
         self._answered.add(w.author)
         if len(msg.entries) < w.span and w.author in self._peer:
             held = w.first + len(msg.entries) - 1

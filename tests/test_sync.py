@@ -34,6 +34,7 @@ from shinyo._sync import (
     Placement,
     Reassembly,
     SeenSet,
+    WantClaims,
     check_answer,
     encoded_size,
     heads_pages,
@@ -43,6 +44,7 @@ from shinyo._sync import (
 )
 from shinyo._wire import (
     MAX_FRAME_SIZE,
+    MAX_WANT_SPAN,
     BadAnswer,
     BadMessage,
     Bye,
@@ -338,6 +340,45 @@ def test_a_short_answer_means_the_peer_has_no_more() -> None:
     s.on_entries(answer(w, 4))
     assert s.peer_seq(P[0]) == 4
     assert s.next_wants(empty) == ()
+
+
+def test_two_planners_sharing_claims_split_a_chain() -> None:
+    # wire.md 7.3: a node SHOULD NOT ask two peers for the same range at once.
+    claims, empty = WantClaims(), Replica()
+    a = PeerSync(max_span=10, max_outstanding=2, claims=claims)
+    b = PeerSync(max_span=10, max_outstanding=2, claims=claims)
+    wa = a.on_heads(heads((P[0], 100)), empty).wants
+    wb = b.on_heads(heads((P[0], 100)), empty).wants
+    assert [(w.first, w.last) for w in wa] == [(1, 10), (11, 20)]
+    assert [(w.first, w.last) for w in wb] == [(21, 30), (31, 40)]
+    assert len(claims) == 4
+    a.on_entries(answer(wa[0]))
+    assert len(claims) == 3
+    (w,) = a.next_wants(empty)  # after its own asks and b's claims
+    assert (w.first, w.last) == (41, 50)
+
+
+def test_a_session_that_ends_releases_its_claims_for_the_others() -> None:
+    claims, empty = WantClaims(), Replica()
+    a = PeerSync(max_span=10, max_outstanding=1, claims=claims)
+    b = PeerSync(max_span=10, max_outstanding=1, claims=claims)
+    (wa,) = a.on_heads(heads((P[0], 10)), empty).wants
+    assert b.on_heads(heads((P[0], 10)), empty).wants == ()  # all of it is a's to answer
+    a.release()  # a's session ended before its answer came
+    assert len(claims) == 0 and a.outstanding == ()
+    (wb,) = b.next_wants(empty)  # the deferred author is tried again
+    assert wb == wa
+
+
+def test_claims_never_push_a_want_past_the_hold_window() -> None:
+    claims, empty = WantClaims(), Replica()
+    far = PeerSync(max_span=MAX_WANT_SPAN, claims=claims)
+    near = PeerSync(max_span=MAX_WANT_SPAN, claims=claims)
+    far.on_heads(heads((P[0], 10_000)), empty)  # 16 Wants: seqs 1..4096
+    # Skipping past them would ask for entries too far ahead to be held (7.5).
+    assert near.on_heads(heads((P[0], 10_000)), empty).wants == ()
+    assert claims.first_free(P[0], 1, near) == MAX_OUTSTANDING_WANTS * MAX_WANT_SPAN + 1
+    assert claims.first_free(P[0], 1, far) == 1  # its own claims do not block it
 
 
 def test_follow_filter_pushes_fetch_and_abandon() -> None:
