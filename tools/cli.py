@@ -193,14 +193,55 @@ def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.0%}"
 
 
+def _store_evidence(evidence: shinyo.TrustEvidence, home: str) -> None:
+    """A node's chains and fork proofs as trust evidence (spec/trust.md 2, 9)."""
+    from pathlib import Path  # noqa: PLC0415 - only --with-store needs these
+
+    from shinyo.node._config import load_config  # noqa: PLC0415
+    from shinyo.node._node import STORE_FILE  # noqa: PLC0415
+    from shinyo.node._store import Store  # noqa: PLC0415
+
+    config = load_config(Path(home).expanduser())
+    with Store.open(config.path(STORE_FILE)) as store:
+        evidence.add_chains(Chain.from_entries(store.iter_chain(a)) for a in store.authors())
+        for fork in store.forks():
+            evidence.add_forked(fork.author)
+
+
+def _trust(args: argparse.Namespace, evidence: shinyo.TrustEvidence, report: shinyo.ProofReport,
+           weighted: list[shinyo.Policy], as_of: int, pool: ThreadPoolExecutor
+           ) -> shinyo.TrustReport:
+    """Weigh the subject's ratings from the --trust-root pseudonyms (spec/trust.md)."""
+    roots = [shinyo.Pseudonym.from_text(text) for text in args.trust_root]
+    for path in args.with_bundle:
+        try:
+            evidence.add_proof(_read(path), now=as_of, map=pool.map)
+        except shinyo.VerificationError as exc:
+            raise ShinyoError(f"evidence bundle {path} is invalid "
+                              f"[{exc.failure_class}]: {exc}") from None
+    if args.with_store:
+        _store_evidence(evidence, args.with_store)
+    weights = shinyo.trust_weights(evidence.graph(), roots) if roots else None
+    return shinyo.trust_score(report.subject, report.trades, as_of=as_of, weights=weights,
+                              policies=weighted)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Verify a proof file offline and score its subject (spec/proof.md)."""
-    policies = [shinyo.Policy.parse(p) for p in args.policy]
+    """Verify a proof file offline and score its subject (spec/proof.md, spec/trust.md)."""
+    chosen = [shinyo.parse_policy(p) for p in args.policy]
+    policies = [p for p in chosen if not shinyo.is_weighted(p)]
+    weighted = [p for p in chosen if shinyo.is_weighted(p)]
+    wants_trust = bool(weighted or args.trust_root or args.with_bundle or args.with_store)
     as_of = _as_of(args.as_of)
     data = _read(args.file)
+    evidence = shinyo.TrustEvidence(contexts=args.trust_context or None)
+    trust: shinyo.TrustReport | None = None
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            report = shinyo.verify_proof(data, now=as_of, policies=policies, map=pool.map)
+            # The subject's own bundle is always evidence (spec/trust.md 9).
+            report = evidence.add_proof(data, now=as_of, policies=policies, map=pool.map)
+            if wants_trust:
+                trust = _trust(args, evidence, report, weighted, as_of, pool)
     except shinyo.VerificationError as exc:
         if args.json:
             print(json.dumps({"schema": "shinyo-verify/1", "valid": False,
@@ -210,7 +251,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"INVALID [{exc.failure_class}] {exc}")
         return EXIT_INVALID
     if args.json:
-        print(json.dumps(report.to_json_obj(), sort_keys=True, ensure_ascii=True))
+        obj = report.to_json_obj()
+        if trust is not None:
+            obj["trust"] = trust.to_json_obj()
+        print(json.dumps(obj, sort_keys=True, ensure_ascii=True))
         return EXIT_OK
     color = sys.stdout.isatty()
     ok = "\033[32mVALID\033[0m" if color else "VALID"
@@ -227,6 +271,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
           f"pending {c['pending']}")
     print(f"  counterparties {c['counterparties']}   completion {_pct(s.completion_rate)}   "
           f"reveal rate {_pct(s.reveal_rate)}")
+    if trust is not None:
+        seen = ("unweighted: " + (trust.fallback or "") if not trust.weighted else
+                f"weighted from {len(trust.roots)} root(s)")
+        print(f"  trust: {seen}; {trust.trusted_rated:g} trusted rated trades, "
+              f"tier {trust.tier}" + ("; SUBJECT FORKED" if trust.forked else ""))
+        for name, value in trust.scores.items():
+            print(f"  {name:<28} {'-' if value is None else f'{value:.2f}'}")
     if report.forked_counterparties:
         print("  forked counterparties (their evidence ignored): "
               + ", ".join(p.short() for p in report.forked_counterparties))
@@ -335,7 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("file")
     ver.add_argument("--policy", action="append", default=[],
                      help="NAME[:k=v,...], repeatable: mean, window:days=90, last:n=50, "
-                          "trimmed:pct=10, bayes:prior=3.5,weight=10 (default: all)")
+                          "trimmed:pct=10, bayes:prior=3.5,weight=10 (default: all), or "
+                          "any of them as weighted-NAME (spec/trust.md 6)")
+    ver.add_argument("--trust-root", action="append", default=[], metavar="PSEUDONYM",
+                     help="weigh each rating by its rater's trust from this pseudonym "
+                          "(repeatable; without one, weighted policies are unweighted)")
+    ver.add_argument("--with-bundle", action="append", default=[], metavar="FILE",
+                     help="another proof bundle as trust evidence (repeatable)")
+    ver.add_argument("--with-store", metavar="HOME",
+                     help="a node's data directory: its chains and fork proofs as evidence")
+    ver.add_argument("--trust-context", action="append", default=[], metavar="CONTEXT",
+                     help="only trades and vouches in this context are trust evidence")
     ver.add_argument("--as-of", help="judge deadlines at this ISO-8601 time (default: now)")
     ver.add_argument("--json", action="store_true", help="stable JSON (spec/proof.md 5)")
     ver.add_argument("--trades", action="store_true", help="list every trade")

@@ -39,6 +39,7 @@ from .craft import (
 from .proof_vectors import proof_vectors
 from .scoring_vectors import scoring_vectors
 from .trade_vectors import trade_vectors
+from .trust_vectors import trust_vectors
 from .wire_vectors import wire_vectors
 
 SCHEMA = "shinyo-vectors/1"
@@ -394,6 +395,7 @@ SUITES: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
     "trades.json": ("trade", trade_vectors),
     "proofs.json": ("proof", proof_vectors),
     "scoring.json": ("scoring", scoring_vectors),
+    "trust.json": ("trust", trust_vectors),
     "wire.json": ("wire", wire_vectors),
 }
 

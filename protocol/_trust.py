@@ -1,0 +1,551 @@
+"""Trust from the verifier's point of view: the trust graph and rater weights (spec/trust.md).
+
+A rating counts for what its rater is worth to *this* verifier.  The verifier
+names its trust roots (its own pseudonym, a community's founders); a rater's
+weight comes from how the roots' trust reaches it through the trade graph.
+
+Theory of operation
+-------------------
+1. *Evidence* (:class:`TrustEvidence`, spec/trust.md 2).  Completed trades --
+   both parties revealed a rating, so both signed the trade and a rating --
+   retractions, vouches (the latest state per voucher, subject and context)
+   and forked pseudonyms.  Read from verified proof bundles
+   (:meth:`~TrustEvidence.add_proof`), from a node's chains
+   (:meth:`~TrustEvidence.add_chains`), or given as facts by a simulator
+   (:meth:`~TrustEvidence.add_trade`).  Evidence is a set: the order it
+   arrives in never changes the result.
+2. *Graph* (:class:`TrustGraph`, spec/trust.md 3).  An edge u -> v is made of
+   u's own signed statements about v: its standing ratings of v (one per
+   completed trade, whatever the stars, capped per pair) and its vouch.  So a
+   Sybil can add edges only *out of* pseudonyms it controls; every edge into
+   its region is signed by someone else (an *attack edge*).
+3. *Walk* (:func:`trust_weights`, spec/trust.md 4).  ``TRUST_STEPS`` steps of
+   a random walk with restart from the roots, in integers: each step passes
+   four fifths of a node's mass on, split by edge weight, each edge at most
+   ``w / OUT_FLOOR`` of it.  Mass that enters a region through its attack
+   edges shrinks every step and cannot multiply, so the region's total is at
+   most four times what its attack edges carry, however many pseudonyms it
+   holds.
+4. *Weights* (spec/trust.md 5).  A rater's weight is its mass against a level
+   ``theta`` set by the mass distribution itself (so Sybils, holding little
+   mass, cannot move it much), capped at one full rater.
+
+Everything is integer arithmetic with floor division in a fixed order, so a
+second implementation reproduces every mass and weight bit for bit.  Weighted
+scores and gates are in :mod:`shinyo._trust_policy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import ClassVar, Final
+
+from ._body import Propose, Reveal, Vouch, check_context
+from ._chain import Chain, Role, TradeView
+from ._constants import HASH_SIZE, MAX_SEQ, MAX_STARS, MIN_STARS
+from ._entry import Entry, MapFn
+from ._errors import InvalidBody, LocalProtocolError, VerificationError
+from ._identity import Pseudonym
+from ._proof import ProofReport, verify_proof
+from ._proof_file import parse_packed, read_proof_file
+from ._scoring import Policy
+from ._trade import TradeSession, TradeState, feed_in_order
+
+__all__ = [
+    "MAX_EVIDENCE_BUNDLES", "MAX_TRUST_EDGES", "MAX_TRUST_NODES", "MAX_TRUST_ROOTS",
+    "TRUST_STEPS", "WEIGHT_ONE", "TrustEvidence", "TrustGraph", "TrustLimits", "TrustOversize",
+    "TrustWeights", "trust_weights",
+]
+
+# -- spec/trust.md 3-5: the method's constants (normative) ---------------------------
+PAIR_CAP: Final = 4
+"""Most one rater's trades can add to its edge to one ratee: four trades."""
+VOUCH_WEIGHT: Final = 2
+"""What an active vouch adds to the voucher's edge: as much as two trades."""
+OUT_FLOOR: Final = 4
+"""An edge carries at most ``w / OUT_FLOOR`` of its source's onward mass."""
+TRUST_ONE: Final = 2**40
+"""The mass the roots start with, shared equally."""
+TRUST_STEPS: Final = 16
+"""Steps of the walk: a fixed count, so the cost is fixed too."""
+CONTINUE: Final = (4, 5)
+"""The share of a node's mass passed on at each step (transitivity decay)."""
+THETA_SHARE: Final = (1, 2)
+"""theta keeps this share of the non-root mass when every node is capped at it."""
+WEIGHT_ONE: Final = 1_000_000
+"""A rater's weight is in millionths of a fully trusted rater."""
+
+# -- spec/trust.md 7: limits ------------------------------------------------------------
+MAX_TRUST_ROOTS: Final = 64
+MAX_TRUST_NODES: Final = 2**20
+MAX_TRUST_EDGES: Final = 2**22
+MAX_EVIDENCE_BUNDLES: Final = 64
+
+
+class TrustOversize(VerificationError):
+    """The evidence passes a limit of spec/trust.md 7: give fewer bundles or chains."""
+
+    failure_class: ClassVar[str] = "oversize"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustLimits:
+    """Limits on evidence (spec/trust.md 7).  A verifier MAY lower them, never raise them."""
+
+    max_roots: int = MAX_TRUST_ROOTS
+    max_nodes: int = MAX_TRUST_NODES
+    max_edges: int = MAX_TRUST_EDGES
+    max_bundles: int = MAX_EVIDENCE_BUNDLES
+
+    def __post_init__(self) -> None:
+        for name, ceiling in (("max_roots", MAX_TRUST_ROOTS), ("max_nodes", MAX_TRUST_NODES),
+                              ("max_edges", MAX_TRUST_EDGES),
+                              ("max_bundles", MAX_EVIDENCE_BUNDLES)):
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= ceiling:
+                raise LocalProtocolError(f"{name} must be an integer from 1 to {ceiling}")
+
+
+def _key(value: object, what: str) -> bytes:
+    if not isinstance(value, Pseudonym):
+        raise LocalProtocolError(f"{what} must be a shinyo.Pseudonym")
+    return value.key
+
+
+def _stars(value: object, what: str) -> int:
+    if type(value) is not int or not MIN_STARS <= value <= MAX_STARS:
+        raise LocalProtocolError(f"{what} must be an integer from {MIN_STARS} to {MAX_STARS}")
+    return value
+
+
+def _view_entries(view: TradeView) -> list[Entry]:
+    entries = (view.opened, view.cancel, view.commit, view.reveal, view.retract, view.response)
+    return sorted((e for e in entries if e is not None), key=lambda e: e.seq)
+
+
+def _verified(items: list[Entry | VerificationError]) -> list[Entry]:
+    """Entries of a bundle that :func:`verify_proof` accepted: none is an error."""
+    out = []
+    for item in items:
+        if isinstance(item, VerificationError):
+            raise item  # unreachable for a verified bundle; never hide it
+        out.append(item)
+    return out
+
+
+class TrustEvidence:
+    """Accumulate what verified data says about trust (spec/trust.md 2).
+
+    >>> evidence = TrustEvidence()
+    >>> report = evidence.add_proof(bundle, now=now)          # doctest: +SKIP
+    >>> weights = trust_weights(evidence.graph(), [root])      # doctest: +SKIP
+
+    ``contexts``, if given, keeps only trades and vouches in those contexts.
+    Every method checks the limits *before* storing, so memory stays bounded
+    whatever the input (:class:`TrustOversize`).
+    """
+
+    __slots__ = ("_bundles", "_contexts", "_forked", "_keys", "_limits", "_retracted",
+                 "_trades", "_vouches")
+
+    def __init__(self, *, contexts: Iterable[str] | None = None,
+                 limits: TrustLimits | None = None) -> None:
+        self._limits = limits or TrustLimits()
+        self._contexts = None if contexts is None else frozenset(
+            self._context(c) for c in contexts)
+        # trade id -> (proposer, acceptor, context, proposer's stars, acceptor's stars)
+        self._trades: dict[bytes, tuple[bytes, bytes, str, int, int]] = {}
+        self._retracted: set[tuple[bytes, bytes]] = set()  # (trade, rater)
+        # (voucher, subject, context) -> (seq of the latest vouch entry, active)
+        self._vouches: dict[tuple[bytes, bytes, str], tuple[int, bool]] = {}
+        self._forked: set[bytes] = set()
+        self._keys: set[bytes] = set()
+        self._bundles = 0
+
+    @staticmethod
+    def _context(value: object) -> str:
+        try:
+            return check_context(value)
+        except InvalidBody as exc:
+            raise LocalProtocolError(str(exc)) from None
+
+    # -- limits (spec/trust.md 7) -------------------------------------------------
+
+    @property
+    def items(self) -> int:
+        """Edge items held: two per completed trade, one per retraction and vouch."""
+        return 2 * len(self._trades) + len(self._retracted) + len(self._vouches)
+
+    @property
+    def nodes(self) -> int:
+        """Distinct pseudonyms named by the evidence, forked ones included."""
+        return len(self._keys)
+
+    def _admit(self, keys: Sequence[bytes], items: int) -> None:
+        # Callers pass distinct keys, so counting the unknown ones is enough.
+        new = [k for k in keys if k not in self._keys]
+        if len(self._keys) + len(new) > self._limits.max_nodes:
+            raise TrustOversize(f"the trust evidence names more than {self._limits.max_nodes} "
+                                "pseudonyms (spec/trust.md 7); give fewer bundles or chains")
+        if self.items + items > self._limits.max_edges:
+            raise TrustOversize(f"the trust evidence holds more than {self._limits.max_edges} "
+                                "edge items (spec/trust.md 7); give fewer bundles or chains")
+        self._keys.update(new)
+
+    def _wanted(self, context: str) -> bool:
+        return self._contexts is None or context in self._contexts
+
+    # -- facts ---------------------------------------------------------------------
+
+    def add_trade(self, *, trade: bytes, context: str, proposer: Pseudonym,
+                  acceptor: Pseudonym, proposer_stars: int, acceptor_stars: int) -> None:
+        """A completed trade: each party revealed its rating of the other (spec/trust.md 2.1).
+
+        ``proposer_stars`` are the stars the proposer gave the acceptor.  The
+        adapters call this only for trades that passed the two-party rules;
+        a simulator may call it directly.  A trade given twice with other stars
+        by one party shows that party signed two reveals for one trade: it has
+        equivocated and is treated as forked.
+        """
+        if type(trade) is not bytes or len(trade) != HASH_SIZE:
+            raise LocalProtocolError(f"a trade id is {HASH_SIZE} bytes")
+        p, a = _key(proposer, "proposer"), _key(acceptor, "acceptor")
+        if p == a:
+            raise LocalProtocolError("a trade has two different parties")
+        context = self._context(context)
+        ps, as_ = _stars(proposer_stars, "proposer_stars"), _stars(acceptor_stars, "acceptor_stars")
+        if not self._wanted(context):
+            return
+        held = self._trades.get(trade)
+        if held is not None:
+            if held[:3] != (p, a, context):
+                raise LocalProtocolError(f"trade {trade.hex()[:16]}… was given with other "
+                                         "parties or context; a trade id names both")
+            if held[3] != ps:
+                self.add_forked(proposer)
+            if held[4] != as_:
+                self.add_forked(acceptor)
+            return
+        self._admit((p, a), 2)
+        self._trades[trade] = (p, a, context, ps, as_)
+
+    def add_retraction(self, *, trade: bytes, rater: Pseudonym) -> None:
+        """``rater`` retracted its rating in ``trade``: that rating gives no edge."""
+        if type(trade) is not bytes or len(trade) != HASH_SIZE:
+            raise LocalProtocolError(f"a trade id is {HASH_SIZE} bytes")
+        r = _key(rater, "rater")
+        if (trade, r) in self._retracted:
+            return
+        self._admit((r,), 1)
+        self._retracted.add((trade, r))
+
+    def add_vouch(self, *, voucher: Pseudonym, subject: Pseudonym, context: str,
+                  active: bool, seq: int) -> None:
+        """A ``vouch`` entry at ``seq`` of ``voucher``'s chain (spec/trust.md 2.2).
+
+        The entry with the highest ``seq`` for a (voucher, subject, context)
+        decides; two different entries at one ``seq`` are a fork of the voucher.
+        """
+        v, s = _key(voucher, "voucher"), _key(subject, "subject")
+        if v == s:
+            raise LocalProtocolError("a pseudonym cannot vouch for itself")
+        context = self._context(context)
+        if type(active) is not bool:
+            raise LocalProtocolError("active must be a boolean")
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+            raise LocalProtocolError("seq must be a positive integer")
+        if not self._wanted(context):
+            return
+        triple = (v, s, context)
+        held = self._vouches.get(triple)
+        if held is None:
+            self._admit((v, s), 1)
+            self._vouches[triple] = (seq, active)
+        elif held[0] == seq and held[1] != active:
+            self.add_forked(voucher)
+        elif held[0] < seq:
+            self._vouches[triple] = (seq, active)
+
+    def add_forked(self, pseudonym: Pseudonym) -> None:
+        """A pseudonym shown to have equivocated: it gets no weight and passes none."""
+        k = _key(pseudonym, "pseudonym")
+        if k not in self._keys:
+            self._admit((k,), 0)
+        self._forked.add(k)
+
+    # -- adapters --------------------------------------------------------------------
+
+    def add_proof(self, data: bytes, *, now: int, policies: Sequence[Policy] = (),
+                  map: MapFn = map) -> ProofReport:
+        """Verify a proof bundle and take its evidence; returns its report.
+
+        ``now``, ``policies`` and ``map`` are :func:`shinyo.verify_proof`'s.
+        Raises :class:`VerificationError` for an invalid bundle (its evidence
+        is not taken) and :class:`TrustOversize` past ``max_bundles``, checked
+        before the bundle is read.
+        """
+        if self._bundles >= self._limits.max_bundles:
+            raise TrustOversize(f"more than {self._limits.max_bundles} evidence bundles "
+                                "(spec/trust.md 7)")
+        self._bundles += 1
+        report = verify_proof(data, now=now, policies=policies, map=map)
+        parts = read_proof_file(data)
+        # The bundle verified, so this second parse only rebuilds what the
+        # report does not carry: the subject's vouches and both parties' reveals.
+        chain = Chain.from_entries(_verified(parse_packed(parts.subject, parts.own)))
+        theirs: dict[bytes, dict[bytes, list[Entry]]] = {}
+        for key, items in parts.others:
+            groups = theirs.setdefault(key, {})
+            for e in _verified(parse_packed(key, items)):
+                if e.trade is not None:
+                    groups.setdefault(e.trade, []).append(e)
+        for who in report.forked_counterparties:
+            self.add_forked(who)
+        self._add_vouches(chain)
+        for trade, view in chain.trades.items():
+            held = theirs.get(view.counterparty.key, {}).get(trade, [])
+            if view.reveal is None or not any(isinstance(e.body, Reveal) for e in held):
+                continue
+            mine = _view_entries(view)
+            if view.role is Role.PROPOSER:
+                self._add_complete(mine[0], mine[1:], held)
+            else:
+                self._add_complete(held[0], held[1:], mine)
+        return report
+
+    def add_chains(self, chains: Iterable[Chain]) -> int:
+        """Take the evidence in whole chains a node holds (each validated from seq 1).
+
+        A trade counts when both parties' chains are given, both revealed,
+        and the trade passes the two-party rules (spec 7.7); one that fails
+        them gives no edge.  Returns the number of completed trades found.
+        """
+        held: dict[bytes, Chain] = {}
+        for chain in chains:
+            if not isinstance(chain, Chain):
+                raise LocalProtocolError("add_chains takes shinyo.Chain objects")
+            known = held.get(chain.author.key)
+            if known is None or len(chain) > len(known):
+                held[chain.author.key] = chain  # the longest copy holds the latest vouches
+        found = 0
+        for key in sorted(held):
+            chain = held[key]
+            self._add_vouches(chain)
+            for trade, view in chain.trades.items():
+                if view.role is not Role.PROPOSER or view.reveal is None:
+                    continue  # each trade once, from its proposer's chain
+                other = held.get(view.counterparty.key)
+                theirs = None if other is None else other.trade(trade)
+                if theirs is None or theirs.reveal is None:
+                    continue
+                mine = _view_entries(view)
+                found += self._add_complete(mine[0], mine[1:], _view_entries(theirs))
+        return found
+
+    def _add_vouches(self, chain: Chain) -> None:
+        for e in chain.entries:
+            if isinstance(e.body, Vouch):
+                self.add_vouch(voucher=e.author, subject=e.body.subject,
+                               context=e.body.context, active=e.body.active, seq=e.seq)
+
+    def _add_complete(self, proposal: Entry, proposer_rest: list[Entry],
+                      acceptor: list[Entry]) -> bool:
+        """Run the two-party rules over one trade; take it if both ratings stand."""
+        if not isinstance(proposal.body, Propose):
+            return False
+        session = TradeSession(me=proposal.author, proposal=proposal)
+        try:
+            feed_in_order(session, proposer_rest, acceptor)
+        except (VerificationError, LocalProtocolError):
+            return False  # not a trade both parties signed in order: no edge
+        mine, theirs = session.mine, session.theirs
+        if session.state is not TradeState.COMPLETE or mine.reveal is None \
+                or theirs.reveal is None or theirs.opened is None:
+            return False
+        assert isinstance(mine.reveal.body, Reveal) and isinstance(theirs.reveal.body, Reveal)
+        self.add_trade(trade=session.trade, context=session.context, proposer=session.me,
+                       acceptor=session.them, proposer_stars=mine.reveal.body.stars,
+                       acceptor_stars=theirs.reveal.body.stars)
+        for side in (mine, theirs):
+            if side.retract is not None:
+                self.add_retraction(trade=session.trade, rater=side.retract.author)
+        return True
+
+    # -- the graph ---------------------------------------------------------------------
+
+    def graph(self) -> TrustGraph:
+        """The trust graph of spec/trust.md 3; the same evidence gives the same graph."""
+        forked = frozenset(self._forked)
+        pair: dict[tuple[bytes, bytes], int] = {}
+        for trade, (p, a, _, _, _) in self._trades.items():
+            for rater, ratee in ((p, a), (a, p)):
+                if rater in forked or ratee in forked or (trade, rater) in self._retracted:
+                    continue
+                # min(cap, running sum) is min(cap, total) in any order.
+                pair[rater, ratee] = min(PAIR_CAP, pair.get((rater, ratee), 0) + 1)
+        # A pair vouched for in several contexts gets VOUCH_WEIGHT once (3.2).
+        vouched = {(v, s) for (v, s, _), (_, active) in self._vouches.items()
+                   if active and v not in forked and s not in forked}
+        for v, s in vouched:
+            pair[v, s] = pair.get((v, s), 0) + VOUCH_WEIGHT
+        nodes = tuple(sorted(k for k in self._keys if k not in forked))
+        index = {k: i for i, k in enumerate(nodes)}
+        out: list[list[tuple[int, int]]] = [[] for _ in nodes]
+        for (u, v), w in pair.items():
+            if w > 0:
+                out[index[u]].append((index[v], w))
+        offsets = [0]
+        targets: list[int] = []
+        weights: list[int] = []
+        for edges in out:
+            edges.sort()
+            targets.extend(t for t, _ in edges)
+            weights.extend(w for _, w in edges)
+            offsets.append(len(targets))
+        return TrustGraph(nodes=nodes, offsets=tuple(offsets), targets=tuple(targets),
+                          weights=tuple(weights), forked=forked)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustGraph:
+    """Pseudonyms (sorted by key) and weighted edges, in compressed rows.
+
+    The out-edges of ``nodes[i]`` are ``targets[offsets[i]:offsets[i + 1]]``
+    (ascending) with ``weights`` alongside.  Forked pseudonyms are not nodes.
+    """
+
+    nodes: tuple[bytes, ...]
+    offsets: tuple[int, ...]
+    targets: tuple[int, ...]
+    weights: tuple[int, ...]
+    forked: frozenset[bytes] = frozenset()
+    index: Mapping[bytes, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.nodes)
+        if len(self.offsets) != n + 1 or self.offsets[0] != 0 \
+                or self.offsets[-1] != len(self.targets) or len(self.targets) != len(self.weights):
+            raise LocalProtocolError("a trust graph's rows do not match its nodes")
+        if any(t >= n or t < 0 for t in self.targets) or any(w <= 0 for w in self.weights):
+            raise LocalProtocolError("a trust graph's edges need known targets and weights > 0")
+        object.__setattr__(self, "index", {k: i for i, k in enumerate(self.nodes)})
+        if len(self.index) != n or any(k in self.forked for k in self.nodes):
+            raise LocalProtocolError("a trust graph's nodes are distinct and never forked")
+
+    @property
+    def edges(self) -> int:
+        return len(self.targets)
+
+    def __contains__(self, who: object) -> bool:
+        return isinstance(who, Pseudonym) and who.key in self.index
+
+    def out_edges(self, who: Pseudonym) -> dict[Pseudonym, int]:
+        """The edges leaving ``who``, by target: what its own signed statements give."""
+        i = self.index.get(who.key)
+        if i is None:
+            return {}
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return {Pseudonym(key=self.nodes[self.targets[k]]): self.weights[k] for k in range(lo, hi)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustWeights:
+    """Every pseudonym's mass and rater weight as seen from ``roots`` (spec/trust.md 4-5)."""
+
+    roots: tuple[Pseudonym, ...]  # the roots used, by key
+    dropped_roots: tuple[Pseudonym, ...]  # named roots that are forked: not used
+    forked: frozenset[bytes]
+    mass: Mapping[bytes, int]  # nonzero visit mass, in units of TRUST_ONE
+    weights: Mapping[bytes, int]  # nonzero weights, in millionths (WEIGHT_ONE)
+    theta: int | None  # None: no non-root node was reached
+    nodes: int
+    edges: int
+    operations: int  # edge relaxations done: at most TRUST_STEPS x edges
+
+    def weight(self, who: Pseudonym) -> int:
+        """``who``'s weight in millionths: 0 if unreached or forked."""
+        return self.weights.get(who.key, 0)
+
+    def share(self, who: Pseudonym) -> Fraction:
+        """``who``'s weight as an exact fraction of one fully trusted rater."""
+        return Fraction(self.weight(who), WEIGHT_ONE)
+
+
+def trust_weights(graph: TrustGraph, roots: Iterable[Pseudonym], *,
+                  limits: TrustLimits | None = None) -> TrustWeights:
+    """Run the walk of spec/trust.md 4 from ``roots`` and weigh every rater (5).
+
+    Raises :class:`LocalProtocolError` with no roots (score unweighted instead,
+    spec/trust.md 6) or more than ``max_roots``.  Forked roots are dropped;
+    if every root is forked, every weight is 0.
+    """
+    limits = limits or TrustLimits()
+    named = sorted({_key(r, "a trust root") for r in roots})
+    if not named:
+        raise LocalProtocolError("no trust roots: without roots the scores are unweighted "
+                                 "(spec/trust.md 6)")
+    if len(named) > limits.max_roots:
+        raise LocalProtocolError(f"{len(named)} trust roots; at most {limits.max_roots}")
+    used = [k for k in named if k not in graph.forked]
+    n, off, targets, weights = len(graph.nodes), graph.offsets, graph.targets, graph.weights
+    mass = [0] * n
+    for k in used:
+        if k in graph.index:
+            mass[graph.index[k]] = TRUST_ONE // len(used)
+    visits = list(mass)
+    floor_den = [CONTINUE[1] * max(sum(weights[off[u]:off[u + 1]]), OUT_FLOOR)
+                 for u in range(n)]
+    operations = 0
+    frontier = [u for u in range(n) if mass[u]]
+    for _ in range(TRUST_STEPS):
+        nxt = [0] * n
+        for u in frontier:
+            # floor(m * c * w / (d * D)) per edge (4.2): integer, order-free.
+            q, den = mass[u] * CONTINUE[0], floor_den[u]
+            lo, hi = off[u], off[u + 1]
+            for j in range(lo, hi):
+                nxt[targets[j]] += q * weights[j] // den
+            operations += hi - lo
+        mass = nxt
+        frontier = [v for v in range(n) if nxt[v]]
+        for v in frontier:
+            visits[v] += nxt[v]
+    root_index = {graph.index[k] for k in used if k in graph.index}
+    theta = _theta(sorted((visits[i] for i in range(n) if i not in root_index and visits[i]),
+                          reverse=True))
+    out: dict[bytes, int] = {k: WEIGHT_ONE for k in used}
+    if theta is not None:
+        for i in range(n):
+            if i not in root_index and visits[i]:
+                w = WEIGHT_ONE if visits[i] >= theta else visits[i] * WEIGHT_ONE // theta
+                if w:
+                    out[graph.nodes[i]] = w
+    return TrustWeights(
+        roots=tuple(Pseudonym(key=k) for k in used),
+        dropped_roots=tuple(Pseudonym(key=k) for k in named if k in graph.forked),
+        forked=graph.forked,
+        mass={graph.nodes[i]: v for i, v in enumerate(visits) if v},
+        weights=out, theta=theta, nodes=n, edges=graph.edges, operations=operations,
+    )
+
+
+def _theta(masses: Sequence[int]) -> int | None:
+    """The least t >= 1 with sum(min(p, t)) >= ceil(total * THETA_SHARE) (spec/trust.md 5).
+
+    ``masses`` are positive and descending.  On [p[k], p[k-1]] the sum is
+    ``k * t + (sum of p[k:])``, so one pass from the smallest upward finds t.
+    """
+    total = sum(masses)
+    if not total:
+        return None
+    need = -(-total * THETA_SHARE[0] // THETA_SHARE[1])
+    below = 0  # sum of masses[k:]
+    for k in range(len(masses), 0, -1):
+        lo = masses[k] if k < len(masses) else 0
+        hi = masses[k - 1]
+        if k * hi + below >= need:
+            return max(lo, 1, -(-(need - below) // k))
+        below += hi
+    raise AssertionError("unreachable: the sum at the largest mass is the total")

@@ -1,0 +1,290 @@
+"""The trust suite of spec/vectors/trust.json (spec/trust.md 11), deterministically.
+
+    python -m shinyo.tools.trust_vectors spec/vectors
+
+Each vector is evidence (completed trades, retractions, vouches, forked
+pseudonyms, a context filter), trust roots, and one subject's classified
+trades; ``result`` is the graph's edges, every mass, theta, every weight and
+the ``trust`` report, exactly as spec/trust.md computes them.  Keys are fixed
+(``craft.ident``), so the file is byte-identical on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from shinyo import Pseudonym
+from shinyo._constants import PROTOCOL_VERSION
+from shinyo._trust import TrustEvidence, trust_weights
+from shinyo._trust_policy import WEIGHTED_POLICIES, parse_policy, trust_score
+
+from .craft import CTX, T0, ident
+from .scoring_vectors import outcomes_from_json
+
+DAY = 86_400
+NOW = T0 + 400 * DAY
+SCHEMA = "shinyo-vectors/1"
+GENERATOR = "python -m shinyo.tools.gen_vectors"
+
+
+def _text(p: Pseudonym) -> str:
+    return p.to_text()
+
+
+def run(inp: dict[str, Any]) -> dict[str, Any]:
+    """What spec/trust.md computes for one vector's ``input`` (the tests use this too)."""
+    ev = TrustEvidence(contexts=inp["contexts"])
+    for t in inp["trades"]:
+        ev.add_trade(trade=bytes.fromhex(t["trade"]), context=t["context"],
+                     proposer=Pseudonym.from_text(t["proposer"]),
+                     acceptor=Pseudonym.from_text(t["acceptor"]),
+                     proposer_stars=t["proposer_stars"], acceptor_stars=t["acceptor_stars"])
+    for r in inp["retractions"]:
+        ev.add_retraction(trade=bytes.fromhex(r["trade"]), rater=Pseudonym.from_text(r["rater"]))
+    for v in inp["vouches"]:
+        ev.add_vouch(voucher=Pseudonym.from_text(v["voucher"]),
+                     subject=Pseudonym.from_text(v["subject"]), context=v["context"],
+                     active=v["active"], seq=v["seq"])
+    for f in inp["forked"]:
+        ev.add_forked(Pseudonym.from_text(f))
+    graph = ev.graph()
+    roots = [Pseudonym.from_text(r) for r in inp["roots"]]
+    weights = trust_weights(graph, roots) if roots else None
+    subject = Pseudonym.from_text(inp["subject"])
+    report = trust_score(subject, outcomes_from_json(inp["outcomes"], subject),
+                         as_of=inp["as_of"], weights=weights,
+                         policies=[parse_policy(p) for p in inp["policies"]])
+    name = {k: _text(Pseudonym(key=k)) for k in graph.nodes}
+    edges = [[name[graph.nodes[u]], name[graph.nodes[graph.targets[j]]], graph.weights[j]]
+             for u in range(len(graph.nodes))
+             for j in range(graph.offsets[u], graph.offsets[u + 1])]
+    mass = {} if weights is None else weights.mass
+    weight = {} if weights is None else weights.weights
+    return {
+        "edges": edges,
+        "mass": {_text(Pseudonym(key=k)): mass[k] for k in sorted(mass)},
+        "theta": None if weights is None else weights.theta,
+        "weights": {_text(Pseudonym(key=k)): weight[k] for k in sorted(weight)},
+        "trust": report.to_json_obj(),
+    }
+
+
+def _p(n: int) -> str:
+    return ident(n).pseudonym.to_text()
+
+
+class _Builder:
+    """Evidence for one vector, written the way the spec speaks of it."""
+
+    def __init__(self) -> None:
+        self.trades: list[dict[str, Any]] = []
+        self.retractions: list[dict[str, Any]] = []
+        self.vouches: list[dict[str, Any]] = []
+        self.forked: list[str] = []
+        self._n = 0
+
+    def trade(self, p: int, a: int, ps: int = 5, as_: int = 5, ctx: str = CTX) -> str:
+        self._n += 1
+        tid = (0x7472 << 240 | self._n).to_bytes(32, "big").hex()
+        self.trades.append({"trade": tid, "context": ctx, "proposer": _p(p), "acceptor": _p(a),
+                            "proposer_stars": ps, "acceptor_stars": as_})
+        return tid
+
+    def retract(self, tid: str, rater: int) -> None:
+        self.retractions.append({"trade": tid, "rater": _p(rater)})
+
+    def vouch(self, voucher: int, subject: int, seq: int, active: bool = True,
+              ctx: str = CTX) -> None:
+        self.vouches.append({"voucher": _p(voucher), "subject": _p(subject), "context": ctx,
+                             "active": active, "seq": seq})
+
+    def input(self, *, roots: list[int], subject: int, outcomes: list[dict[str, Any]],
+              policies: list[str] | None = None, contexts: list[str] | None = None
+              ) -> dict[str, Any]:
+        return {"trades": self.trades, "retractions": self.retractions,
+                "vouches": self.vouches, "forked": self.forked, "contexts": contexts,
+                "roots": [_p(r) for r in roots], "subject": _p(subject), "outcomes": outcomes,
+                "as_of": NOW,
+                "policies": list(WEIGHTED_POLICIES) if policies is None else policies}
+
+
+def _rated(cp: int, stars: int, days_ago: int) -> dict[str, Any]:
+    return {"outcome": "rated", "stars": stars, "at": NOW - days_ago * DAY, "given": 5,
+            "counterparty": _p(cp), "confirmed": True}
+
+
+R, R2 = 100, 99  # roots
+SUBJECT = 50
+
+
+def trust_vectors() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(comment: str, inp: dict[str, Any]) -> None:
+        out.append({"comment": comment, "input": inp, "expect": "valid", "result": run(inp)})
+
+    # A line from the root, and a subject rated by two of its members and a stranger.
+    def line() -> _Builder:
+        b = _Builder()
+        b.trade(R, 1)
+        b.trade(1, 2)
+        b.trade(2, 3)
+        b.trade(3, 4)
+        b.trade(2, SUBJECT, 5, 4)
+        b.trade(4, SUBJECT, 5, 2)
+        b.trade(66, SUBJECT, 5, 5)  # 66 traded only with the subject
+        return b
+
+    # 67's trade with the subject is not complete (the subject has not revealed):
+    # it is no evidence, so 67 is not a node.
+    line_outcomes = [_rated(2, 4, 10), _rated(4, 2, 20), _rated(66, 5, 30),
+                     {**_rated(67, 5, 1), "given": None}]
+    add("a line from the root: mass fades with every hop; 66, known only through the "
+        "subject's own edge, gets some; 67, not in the evidence, none",
+        line().input(roots=[R], subject=SUBJECT, outcomes=line_outcomes))
+    add("no roots: every weighted policy is its unweighted twin, flagged as a fallback",
+        line().input(roots=[], subject=SUBJECT, outcomes=line_outcomes))
+
+    b = _Builder()
+    b.trade(R, 1)
+    b.retract(b.trade(1, 2), 1)  # 1 withdrew its rating of 2: 1 -> 2 goes, 2 -> 1 stays
+    b.trade(2, SUBJECT, 5, 5)
+    add("a retracted rating removes its own edge only: 2 is no longer reached",
+        b.input(roots=[R], subject=SUBJECT, outcomes=[_rated(2, 5, 5)]))
+
+    b = _Builder()
+    b.vouch(R, 1, seq=3)
+    b.vouch(R, 2, seq=4)
+    b.vouch(R, 1, seq=5, active=False)
+    b.trade(1, SUBJECT, 5, 1)
+    b.trade(2, SUBJECT, 5, 5)
+    add("vouch, then revoke: the entry with the highest seq decides; only 2 is reached",
+        b.input(roots=[R], subject=SUBJECT, outcomes=[_rated(1, 1, 3), _rated(2, 5, 4)]))
+
+    b = _Builder()
+    b.trade(R, 1)
+    b.trade(1, 2)
+    b.trade(2, SUBJECT)
+    b.trade(1, SUBJECT)
+    b.forked.append(_p(1))
+    add("a forked pseudonym is not a node: it weighs 0 and passes nothing on",
+        b.input(roots=[R], subject=SUBJECT, outcomes=[_rated(1, 5, 3), _rated(2, 4, 4)]))
+
+    b = _Builder()
+    b.trade(R, 1)
+    b.trade(1, SUBJECT)
+    b.forked.append(_p(R))
+    add("every root forked: every weight is 0, every score null",
+        b.input(roots=[R], subject=SUBJECT, outcomes=[_rated(1, 5, 3)]))
+
+    b = _Builder()
+    for _ in range(6):
+        b.trade(R, 1)
+    b.trade(R, 2)
+    b.vouch(R, 2, seq=9)
+    b.vouch(R, 2, seq=10, ctx="market.example/games")
+    b.trade(3, R)
+    add("pair cap: six trades count as four; a vouch adds two, once for two contexts",
+        b.input(roots=[R], subject=1, outcomes=[_rated(R, 5, 1)]))
+
+    b = _Builder()
+    b.trade(R, 1)
+    b.trade(1, SUBJECT, 5, 3)
+    add("out floor: a root with one trade passes a quarter of its onward mass",
+        b.input(roots=[R], subject=SUBJECT, outcomes=[_rated(1, 3, 2)]))
+
+    # Honest ring around the root; one attack edge h=3 -> s=20; the attacker 60 is
+    # rated 2 by two honest members and 5 by six Sybils (20..25).
+    b = _Builder()
+    ring = [R, 1, 2, 3, 4, 5]
+    for i, u in enumerate(ring):
+        b.trade(u, ring[(i + 1) % len(ring)])
+    b.trade(3, 20)
+    sybils = list(range(20, 26))
+    for i, s in enumerate(sybils):
+        b.trade(s, sybils[(i + 1) % len(sybils)])
+        b.trade(s, 60)
+    b.trade(1, 60, 2, 5)
+    b.trade(4, 60, 2, 5)
+    attack = [_rated(1, 2, 5), _rated(4, 2, 6)] + [_rated(s, 5, 7 + k)
+                                                  for k, s in enumerate(sybils)]
+    add("six Sybils behind one attack edge: their weight is bounded by the edge",
+        b.input(roots=[R], subject=60, outcomes=attack))
+
+    b = _Builder()
+    b.trade(R, 1)
+    b.trade(R, 2, ctx="market.example/games")
+    b.trade(1, SUBJECT)
+    b.trade(2, SUBJECT, ctx="market.example/games")
+    add("a context filter: trades in other contexts are not evidence",
+        b.input(roots=[R], subject=SUBJECT, outcomes=[_rated(1, 5, 2), _rated(2, 1, 3)],
+                contexts=[CTX]))
+
+    b = _Builder()
+    for u in (1, 2, 3):
+        b.trade(R, u)
+    b.trade(1, 4)
+    b.trade(4, 5)
+    add("weighted-trimmed cuts fractional weight; weights below one; rounding",
+        b.input(roots=[R], subject=SUBJECT,
+                outcomes=[_rated(1, 1, 1), _rated(2, 5, 2), _rated(3, 4, 3), _rated(4, 2, 4),
+                          _rated(5, 5, 5)],
+                policies=["weighted-trimmed:pct=25", "weighted-trimmed:pct=10",
+                          "weighted-bayes:prior=3,weight=2.5", "weighted-mean",
+                          "weighted-last:n=2", "weighted-window:days=3"]))
+
+    b = _Builder()
+    for u in (1, 2, 3, 4):
+        b.vouch(R, u, seq=u)
+        b.vouch(R2, u, seq=u)
+    add("two roots and four members with tied masses: theta and the ties",
+        b.input(roots=[R, R2], subject=1, outcomes=[_rated(R, 5, 1), _rated(2, 4, 1)]))
+
+    add("a fresh pseudonym: no outcomes, every score null, nothing trusted",
+        line().input(roots=[R], subject=77, outcomes=[]))
+
+    rng = random.Random(20260101)
+    b = _Builder()
+    members = [R, *range(1, 40)]
+    for _ in range(120):
+        p, a = rng.sample(members, 2)
+        tid = b.trade(p, a, rng.randint(1, 5), rng.randint(1, 5))
+        if rng.random() < 0.05:
+            b.retract(tid, p)
+    for k in range(10):
+        b.vouch(rng.choice(members), rng.choice(range(1, 40)), seq=k + 1)
+    b.vouches = [v for v in b.vouches if v["voucher"] != v["subject"]]
+    outcomes = [_rated(m, rng.randint(1, 5), rng.randint(0, 120)) for m in members[1:30]]
+    add("a 40-member community with pseudo-random trades (seed 20260101)",
+        b.input(roots=[R], subject=SUBJECT, outcomes=outcomes))
+    return out
+
+
+def render() -> str:
+    vectors = trust_vectors()
+    doc = {
+        "schema": SCHEMA,
+        "suite": "trust",
+        "protocol_version": PROTOCOL_VERSION,
+        "generator": GENERATOR,
+        "numberOfVectors": len(vectors),
+        "vectors": [{"id": i, **v} for i, v in enumerate(vectors, start=1)],
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0] if args else "spec/vectors")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trust.json").write_text(render(), encoding="utf-8")
+    print(f"wrote {out / 'trust.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
