@@ -311,7 +311,12 @@ class Node:
                 self._next_dial[session.address] = (
                     trio.current_time() + self.config.reconnect_min, 0)
             self._dial_wake.set()
+        self.wants_released()  # the session's claims went with it
         self._notify()
+
+    def wants_released(self) -> None:
+        for s in self.sessions.values():
+            s.replan()
 
     def on_peers(self, session: PeerSession, msg: Peers) -> None:
         if not self.config.peer_exchange:
@@ -383,7 +388,10 @@ class Node:
         session = PeerSession(self, conn, stream, outbound=outbound,
                               rng=random.Random(self._rng.getrandbits(64)))
         self._all_sessions.add(session)
-        await session.run()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_refuse_streams, conn)
+            await session.run()
+            nursery.cancel_scope.cancel()
 
     async def _dial(self, address: Address, expect_key: Pseudonym | None) -> None:
         failures = self._next_dial.get(address, (0.0, 0))[1]
@@ -414,7 +422,12 @@ class Node:
             self._dial_wake = trio.Event()
 
     def _dial_candidates(self) -> None:
-        room = self.config.max_peers - len(self.sessions) - len(self._dialing)
+        # Up to max_peers sessions; and however many inbound ones there are, at
+        # least min_outbound of our own choosing (inbound peers may all be one
+        # attacker's, spec/transport.md 9.3).
+        outbound = sum(1 for s in self.sessions.values() if s.outbound)
+        room = max(self.config.max_peers - len(self.sessions),
+                   min_outbound(self.config) - outbound) - len(self._dialing)
         if room <= 0 or self._closing:
             return
         now = trio.current_time()
@@ -454,6 +467,23 @@ class Node:
         with trio.move_on_after(3.0):
             while self._all_sessions:
                 await self._changed.park()
+
+
+async def _refuse_streams(conn: PeerConnection) -> None:
+    """Close every stream the peer opens besides the session's (spec/transport.md
+    5.1 allows it): unread, each would hold a flow-control window of its bytes
+    (256 KiB) for as long as the connection lasts."""
+    while True:
+        try:
+            stream = await conn.accept_stream()
+        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        await stream.aclose()  # STOP_SENDING with STREAM_CLOSED; its bytes are dropped
+
+
+def min_outbound(config: NodeConfig) -> int:
+    """Sessions the node dials itself and keeps room for, whatever dials it."""
+    return max(1, config.max_peers // 4)
 
 
 def _node_identity(store: Store) -> SigningIdentity:
@@ -501,8 +531,14 @@ async def open_node(
     try:
         ledger = Ledger.open(store, identity)
         host, port = config.listen_address
+        # Inbound connections cannot take every slot (spec/transport.md 9.3): an
+        # eighth at most (and 2) from one source host, and room kept for the
+        # node's own dials.
+        max_connections = max(2 * config.max_peers, 8)
         limits = TransportLimits(idle_timeout=config.idle_timeout,
-                                 max_connections=max(2 * config.max_peers, 8))
+                                 max_connections=max_connections,
+                                 max_inbound_per_host=max(2, max_connections // 8),
+                                 reserved_outbound=min_outbound(config))
         endpoint_args: dict[str, Any] = (
             {"datagrams": datagrams} if datagrams is not None else {"host": host, "port": port})
         async with QuicEndpoint.open(node_identity=_node_identity(store), limits=limits,

@@ -86,7 +86,9 @@ PUSH_QUEUE: Final = 1024
 """Entries waiting to be pushed to one peer; beyond it, a Heads round instead."""
 MAX_QUEUED_FORKS: Final = 64
 MAX_PROOF_ANSWERS: Final = 4
-"""Proof requests answered at once per peer; more are refused (answered empty)."""
+"""Proof requests answered at once per peer; while that many are queued, more are
+dropped unanswered (a queued answer per request would let a peer that stops
+reading grow the queue without bound, wire.md 12)."""
 PEX_INTERVAL: Final = 300.0
 SILENCE_TIMEOUT: Final = 300.0
 """A peer that sends no complete message for this long is gone (or holding a
@@ -118,6 +120,8 @@ class SessionHost(Protocol):
     def peer_hints(self, session: PeerSession) -> list[PeerAddress]: ...
     def gossip(self, received: Received, *, source: PeerSession | None) -> None: ...
     def ban(self, session: PeerSession, reason: str) -> None: ...
+    def wants_released(self) -> None:
+        """Ranges in flight were given up: every session plans its Wants again."""
 
 
 class _Dropped(Exception):
@@ -163,7 +167,7 @@ class PeerSession:
         self.registered = False
         self.closed_because = ""
         self.stats = {"entries_in": 0, "entries_out": 0, "pushed": 0, "push_overflows": 0,
-                      "offences": 0}
+                      "offences": 0, "proof_requests_dropped": 0, "wants_expired": 0}
 
     # -- what the host reads --------------------------------------------------
 
@@ -213,6 +217,11 @@ class PeerSession:
     def anti_entropy(self) -> None:
         self._heads_due = True
         self._wake.set()
+
+    def replan(self) -> None:
+        """Plan Wants now (ranges other sessions had in flight may be free)."""
+        if self._bye is None and not self._finish:
+            self._queue_wants(self.sync.next_wants(self.host.replica))
 
     def close(self, bye: Bye) -> None:
         """End the session: send ``bye``, finish the stream."""
@@ -272,12 +281,20 @@ class PeerSession:
     async def _tick_loop(self) -> None:
         interval = self.host.sync_interval
         next_pex = trio.current_time() + PEX_INTERVAL
+        overdue: set[Want] = set()
         while True:
             await trio.sleep(interval * self._rng.uniform(0.9, 1.1))
             if trio.current_time() - self._last_message > SILENCE_TIMEOUT:
                 self.close(Bye(code="normal", reason="no message for "
                                f"{SILENCE_TIMEOUT:.0f} s"))
                 return
+            # Wants unanswered for a whole round: their ranges go to other peers
+            # (WantClaims, wire.md 7.3), or one that never answers holds them back.
+            expired = self.sync.expire(w for w in self.sync.outstanding if w in overdue)
+            overdue = set(self.sync.outstanding)
+            if expired:
+                self.stats["wants_expired"] += len(expired)
+                self.host.wants_released()
             self.anti_entropy()
             if trio.current_time() >= next_pex and self.registered:
                 self._send_peers()
@@ -383,15 +400,14 @@ class PeerSession:
 
     def _on_proof_request(self, msg: ProofRequest) -> None:
         if len(self._proof_pages) >= MAX_PROOF_ANSWERS:
-            pages = iter([Heads(scope=msg.subject)])  # "I hold nothing" beats silence
-        else:
-            replica = self.host.replica
-            scope = replica.proof_scope(msg.subject)
-            for proof in replica.ledger.store.forks():
-                if proof.author in scope:
-                    self.push_fork(proof)
-            pages = heads_pages(replica.all_heads(scope), scope=msg.subject)
-        self._proof_pages.append(pages)
+            self.stats["proof_requests_dropped"] += 1
+            return
+        replica = self.host.replica
+        scope = replica.proof_scope(msg.subject)
+        for proof in replica.ledger.store.forks():
+            if proof.author in scope:
+                self.push_fork(proof)
+        self._proof_pages.append(heads_pages(replica.all_heads(scope), scope=msg.subject))
         self._wake.set()
 
     def _queue_wants(self, wants: tuple[Want, ...]) -> None:

@@ -13,6 +13,7 @@ stream reaches the application (spec/transport.md 4); streams are trio
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -99,6 +100,12 @@ class TransportLimits:
 
     max_connections: int = 64
     """Open connections, both directions; an inbound one beyond it is refused."""
+    max_inbound_per_host: int | None = None
+    """Inbound connections from one source at once (an IPv4 address, an IPv6 /64);
+    more are refused like a full table (spec 9.3).  None: no limit."""
+    reserved_outbound: int = 0
+    """Slots of ``max_connections`` only outbound connections may take, so that
+    inbound ones cannot stop the node from dialling (an eclipse defence)."""
     max_streams: int = 16
     """Concurrent bidirectional streams a peer may open (QUIC MAX_STREAMS)."""
     idle_timeout: float = 60.0
@@ -124,6 +131,17 @@ class TransportLimits:
                 raise LocalProtocolError(
                     f"TransportLimits.{name} is an integer >= {low}; got {value!r}"
                 )
+        per_host = self.max_inbound_per_host
+        if per_host is not None and (type(per_host) is not int or per_host < 1):
+            raise LocalProtocolError(
+                f"TransportLimits.max_inbound_per_host is None or an integer >= 1; got {per_host!r}"
+            )
+        reserved = self.reserved_outbound
+        if type(reserved) is not int or not 0 <= reserved < self.max_connections:
+            raise LocalProtocolError(
+                "TransportLimits.reserved_outbound is an integer from 0 to max_connections - 1; "
+                f"got {reserved!r}"
+            )
         size = self.max_datagram_size
         if type(size) is not int or not SMALLEST_MAX_DATAGRAM_SIZE <= size <= MAX_UDP_PAYLOAD:
             raise LocalProtocolError(
@@ -1053,9 +1071,10 @@ class QuicEndpoint:
             ):
                 self.stats.datagrams_dropped += 1
                 return None
-            if len(self._connections) >= self.limits.max_connections:
+            full = self._inbound_refusal(address)
+            if full is not None:
                 self.stats.connections_refused += 1
-                logger.debug("refusing a connection from %s: at the connection limit", address)
+                logger.debug("refusing a connection from %s: %s", address, full)
                 self._datagrams.send(_connection_refused(header), address)
                 return None
             return self._accept_initial(data, address, header, now)
@@ -1067,6 +1086,20 @@ class QuicEndpoint:
             logger.exception("aioquic failed on a datagram from %s; closing that peer", address)
             self._close(conn, ErrorCode.INTERNAL_ERROR, "internal error")
         return conn
+
+    def _inbound_refusal(self, address: Address) -> str | None:
+        """Why a new inbound connection from ``address`` is refused, or None."""
+        limits = self.limits
+        if len(self._connections) >= limits.max_connections:
+            return "at the connection limit"
+        inbound = [c for c in self._connections if c._role is PeerRole.SERVER]
+        if len(inbound) >= limits.max_connections - limits.reserved_outbound:
+            return "the other slots are kept for outbound connections"
+        if limits.max_inbound_per_host is not None:
+            source = _source(address)
+            if sum(_source(c._remote) == source for c in inbound) >= limits.max_inbound_per_host:
+                return "at the limit for its source host"
+        return None
 
     def _accept_initial(
         self, data: bytes, address: Address, header: QuicHeader, now: float
@@ -1091,6 +1124,18 @@ class QuicEndpoint:
         conn._rearm_timer()
         self._nursery.start_soon(self._authenticate_inbound, conn)
         return conn
+
+
+def _source(address: Address) -> str:
+    """The source a per-host limit counts: the IPv4 address, or the IPv6 /64 (one
+    host's usual allocation; counting single IPv6 addresses would limit nothing)."""
+    try:
+        ip = ipaddress.ip_address(address[0])
+    except ValueError:
+        return address[0]  # not an IP literal (a test transport's name)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
 
 
 def _version_negotiation(header: QuicHeader) -> bytes:

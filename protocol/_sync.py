@@ -71,6 +71,9 @@ MAX_HELD_BYTES: Final = 4 * 1024 * 1024
 HOLD_WINDOW: Final = 1024
 """An entry more than this many seqs past our head is not held at all."""
 SEEN_CAPACITY: Final = 65536
+MAX_TRACKED_AUTHORS: Final = 4 * MAX_HEADS
+"""Authors one peer's sync planner keeps state for (wire.md 12: per-peer state is
+bounded).  Heads of further authors are skipped; a later round lists them again."""
 GOSSIP_FANOUT: Final = 8
 ANTI_ENTROPY_INTERVAL: Final = 60.0
 PEX_INTERVAL: Final = 300.0
@@ -265,12 +268,15 @@ class PeerSync:
         max_outstanding: int = MAX_OUTSTANDING_WANTS,
         follow: Callable[[Pseudonym], bool] | None = None,
         claims: WantClaims | None = None,
+        max_tracked: int = MAX_TRACKED_AUTHORS,
     ) -> None:
-        if not 1 <= max_span <= MAX_WANT_SPAN or max_outstanding < 1:
+        if not 1 <= max_span <= MAX_WANT_SPAN or max_outstanding < 1 or max_tracked < 1:
             raise LocalProtocolError(
-                f"max_span must be in 1..{MAX_WANT_SPAN} and max_outstanding at least 1")
+                f"max_span must be in 1..{MAX_WANT_SPAN}, max_outstanding and max_tracked "
+                "at least 1")
         self._span = max_span
         self._max = max_outstanding
+        self._max_tracked = max_tracked
         self._follow = follow
         self._claims = claims
         self._peer: dict[Pseudonym, int] = {}  # the seq the peer holds, as far as we know
@@ -279,6 +285,7 @@ class PeerSync:
         self._urgent: deque[Want] = deque()  # single-entry fetches for fork evidence
         self._out: dict[Want, None] = {}  # in flight, in order sent
         self._answered: set[Pseudonym] = set()  # to settle once their entries are stored
+        self._late: dict[Want, None] = {}  # expired, still taken if answered (oldest first)
         self._incoming = 0
 
     @property
@@ -306,6 +313,8 @@ class PeerSync:
             head = view.head(a)
             have = 0 if head is None else head[0]
             if h.seq > have:
+                if self._full(a):
+                    continue  # listed again next round, when earlier authors are done
                 self._peer[a] = h.seq
                 self._asked[a] = max((w.last for w in self._out if w.author == a), default=0)
                 self._needy[a] = None
@@ -334,16 +343,21 @@ class PeerSync:
             self._peer.pop(author, None)
             self._asked.pop(author, None)
 
+    def _full(self, author: Pseudonym) -> bool:
+        """No room for state about one more author (``max_tracked``)."""
+        return author not in self._peer and author not in self._asked and (
+            max(len(self._peer), len(self._asked)) >= self._max_tracked)
+
     def note(self, author: Pseudonym, seq: int) -> None:
         """The peer showed it holds ``author``'s entry ``seq`` (it pushed it)."""
-        if seq > self._peer.get(author, 0):
+        if seq > self._peer.get(author, 0) and not self._full(author):
             self._peer[author] = seq
             self._needy[author] = None
 
     def fetch(self, author: Pseudonym, seq: int) -> None:
         """Queue a Want for the peer's entry ``seq`` alone: fork evidence (7.5)."""
         w = Want(author=author, first=seq, last=seq)
-        if w not in self._out and w not in self._urgent:
+        if len(self._urgent) < self._max_tracked and w not in self._out and w not in self._urgent:
             self._urgent.append(w)
 
     def expect(self, want: Want) -> None:
@@ -363,6 +377,24 @@ class PeerSync:
             for w in self._out:
                 self._claims.release(w, self)
         self._out.clear()
+
+    def expire(self, wants: Iterable[Want]) -> list[Want]:
+        """Give up on those of ``wants`` still unanswered (the caller's timeout):
+        their ranges are released, so other peers' planners may ask for them,
+        and their authors are not asked of this peer again before its next
+        Heads.  A late answer is still taken, not unsolicited.  Returns the
+        Wants given up.  Without a timeout a peer that never answers would keep
+        its ranges claimed for as long as its session lasts (wire.md 7.3)."""
+        gone = [w for w in wants if w in self._out]
+        for w in gone:
+            del self._out[w]
+            if self._claims is not None:
+                self._claims.release(w, self)
+            self._late[w] = None
+            self.abandon(w.author)
+        while len(self._late) > self._max:  # what a peer may still be answering
+            del self._late[next(iter(self._late))]
+        return gone
 
     def abandon(self, author: Pseudonym) -> None:
         """Ask the peer nothing more about ``author`` until its next Heads (e.g. it
@@ -416,6 +448,10 @@ class PeerSync:
         """Match an answer to its Want (raise :class:`Unsolicited` if none); a short
         answer means the peer holds no more of that chain."""
         w = msg.want
+        if w not in self._out and w in self._late:
+            del self._late[w]
+            self._answered.add(w.author)
+            return
         if w not in self._out:
             raise Unsolicited(
                 f"entries {w.first}..{w.last} of {w.author.short()} were not asked for")
@@ -423,9 +459,15 @@ class PeerSync:
         if self._claims is not None:
             self._claims.release(w, self)
         self._answered.add(w.author)
-        if len(msg.entries) < w.span and w.author in self._peer:
+        if len(msg.entries) < w.span:
             held = w.first + len(msg.entries) - 1
-            self._peer[w.author] = min(self._peer[w.author], held)
+            if w.author in self._peer:
+                self._peer[w.author] = min(self._peer[w.author], held)
+            # Nothing beyond ``held`` was there to ask for: once our copy reaches
+            # it, _settle forgets the author (a peer that claims heads it does
+            # not hold leaves no state behind).
+            if self._asked.get(w.author, 0) > held:
+                self._asked[w.author] = held
 
     def accept_want(self, want: Want) -> None:
         """Count a Want received from the peer; raise if it has too many unanswered."""

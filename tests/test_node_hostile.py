@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from shinyo.node import Node, NodeConfig, open_node
 from shinyo.node._node import BAN_TIME
 from shinyo.node._peer import PeerSession
 from shinyo.node._peerauth import TransportError
-from shinyo.node._quic import ConnectionRefused, PeerConnection
+from shinyo.node._quic import ConnectionRefused, PeerConnection, QuicEndpoint
 from shinyo.wire import (
     MAX_FRAME_SIZE,
     Bye,
@@ -40,7 +40,7 @@ from shinyo.wire import (
     encode_frame,
 )
 
-from ._hostile import Hostile, attack, hostile_endpoint, poll, stranger
+from ._hostile import Hostile, attack, hostile_endpoint, hostile_identity, poll, stranger
 from ._nodes import WAIT, holds, identity, running
 
 CTX = "market.example/hostile"
@@ -386,30 +386,37 @@ async def test_a_slow_partial_frame_does_not_stall_the_node(tmp_path: Path) -> N
 
 async def test_a_connection_flood_is_refused_at_the_limit(tmp_path: Path) -> None:
     async with target_and_honest(tmp_path, max_peers=2, peer_exchange=False) as (target, honest):
-        limit = target.endpoint.limits.max_connections
-        assert limit == 8  # max(2 * max_peers, 8)
+        limits = target.endpoint.limits
+        assert limits.max_connections == 8  # max(2 * max_peers, 8)
+        assert (limits.max_inbound_per_host, limits.reserved_outbound) == (2, 1)
         # Only the honest node's connection (a second one of a double dial is gone).
         await poll(lambda: len(target.endpoint._connections) == 1)
-        async with hostile_endpoint(13) as ep, hostile_endpoint(14) as late:
+        async with AsyncExitStack() as stack:
+            # Flooding hosts 127.0.0.40 and up (every 127.x.y.z is loopback).
+            eps = [await stack.enter_async_context(
+                QuicEndpoint.open(node_identity=hostile_identity(40 + i), host=f"127.0.0.{40 + i}"))
+                for i in range(4)]
             flood: list[PeerConnection] = []
+            for ep in eps[:3]:  # two per host (transport.md 9.3) ...
+                flood += [await ep.connect(target.address) for _ in range(2)]
+                with pytest.raises(ConnectionRefused):
+                    await ep.connect(target.address)
+            # ... up to the slots not kept for outbound connections: 8 - 1 - honest.
+            assert len(flood) == 6
             with pytest.raises(ConnectionRefused):
-                for _ in range(limit):
-                    flood.append(await ep.connect(target.address))
-            assert len(flood) == limit - 1
-            with pytest.raises(ConnectionRefused):
-                await late.connect(target.address)
+                await eps[3].connect(target.address)
             # The session that was there before the flood still works.
             await converges(target, honest)
             for conn in flood:
                 await conn.aclose()
-            await poll(lambda: not any(c._peer_key == ep.node_key
+            await poll(lambda: not any(c._remote[0] != "127.0.0.1"
                                        for c in target.endpoint._connections))
-            # After the flood, a new node gets in and syncs through the target.
-            async with running(tmp_path, 3, bootstrap=(target,)) as third:
-                await target.wait_until(lambda: third.node_key in target.sessions,
-                                        timeout=WAIT)
-                await third.wait_until(lambda: holds(third, honest.pseudonym, 1),
-                                       timeout=WAIT)
+        # After the flood, a new node gets in and syncs through the target.
+        async with running(tmp_path, 3, bootstrap=(target,)) as third:
+            await target.wait_until(lambda: third.node_key in target.sessions,
+                                    timeout=WAIT)
+            await third.wait_until(lambda: holds(third, honest.pseudonym, 1),
+                                   timeout=WAIT)
 
 
 # -- 5. found on the way ----------------------------------------------------------------------
