@@ -116,6 +116,11 @@ def vector_seeds(directory: Path = VECTORS) -> dict[str, list[Seed]]:
                     _add(found, "policy", policy.encode(), origin)
                 for outcome in data:
                     _add(found, "pseudonym", outcome["counterparty"].encode(), origin)
+            elif suite == "trust":  # facts, not encodings: their texts are the inputs
+                for policy in data.get("policies", ()):
+                    _add(found, "policy", policy.encode(), origin)
+                for text in (data["subject"], *data.get("roots", ())):
+                    _add(found, "pseudonym", text.encode(), origin)
             elif suite == "wire":
                 _stream(found, bytes.fromhex(data), origin)
                 if "want" in v:
