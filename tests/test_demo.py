@@ -52,6 +52,7 @@ def test_the_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     # a tampered copy fails with exit 1 and its failure class.
     assert "VALID  sy1" in out
     assert "stalled 1" in out
+    assert "trust: weighted from 1 root(s)" in out  # bob's view, from carol's store
     assert "INVALID [" in out and "exit status 1" in out
     assert "refused [forked]" in out  # eve's own proof carries her fork
     assert "stopped alice, bob, carol, dave, eve; nothing is left running" in out

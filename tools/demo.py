@@ -355,13 +355,19 @@ def _run_cli(story: Story, *args: str, expect: int) -> None:
     story.say(f"exit status {done.returncode}")
 
 
-def verify_scenes(story: Story, proof: Path) -> None:
+def verify_scenes(story: Story, net: Network, proof: Path) -> None:
     _run_cli(story, "verify", str(proof), "--trades", expect=0)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
     story.title("the same proof judged 31 days from now: alice's silence has a price")
     _run_cli(story, "verify", str(proof), "--as-of", later.strftime("%Y-%m-%dT%H:%M:%SZ"),
              expect=0)
     story.say("withholding counts as the minimum against the withholder (spec/shinyo.md 7.8)")
+    story.title("bob's own view: ratings weighed by how far each rater is from him")
+    bob = net.daemons["bob"]
+    _run_cli(story, "verify", str(proof), "--policy", "weighted-bayes", "--trust-root",
+             bob.pseudonym, "--with-store", str(net.daemons["carol"].home), expect=0)
+    story.say("a rater's weight comes from real trades and vouches seen from bob "
+              "(spec/trust.md): a thousand fresh pseudonyms would add next to nothing")
     story.title("one flipped bit: the verifier refuses the copy and says why")
     tampered = proof.with_name("alice-tampered.proof")
     data = bytearray(proof.read_bytes())
@@ -435,7 +441,7 @@ def run_demo(*, keep: bool = False, directory: str | None = None) -> int:
     try:
         with network(root, passphrase) as net:
             proof = scenes(story, net, workdir=root)
-            verify_scenes(story, proof)
+            verify_scenes(story, net, proof)
             summary(story, net)
             if keep:
                 _keep(net)
