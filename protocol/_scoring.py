@@ -257,8 +257,11 @@ def meets(
 
     ``min_score`` applies to ``policy`` (default: the Bayesian average, so a
     handful of perfect ratings cannot clear a high bar).  ``min_trades`` counts
-    rated trades, so a fresh pseudonym with no history never passes.
+    rated trades.  A bar with no condition is the default bar, ``min_trades=1``
+    (spec/scoring.md 6): a fresh pseudonym with no history never passes.
     """
+    if min_score is None and min_trades is None and tier is None:
+        min_trades = 1
     reasons = []
     if min_score is not None:
         key = str(Policy.parse(policy or "bayes"))

@@ -8,6 +8,8 @@ Commands so far:
   without daemons.
 * ``shinyo vectors``   -- regenerate spec/vectors/*.json.
 * ``shinyo inspect``   -- decode and verify entries or a fork proof given as hex.
+* ``shinyo sim``       -- the seeded attack simulation of issue 6 (tools/sim.py,
+  docs/SIMULATION.md): every scenario's tables; ``--plots DIR`` for PNGs.
 
 Exit status: 0 success, 1 verification failed, 2 usage error.  Errors are one
 line, never a traceback.
@@ -31,6 +33,8 @@ from shinyo import Chain, Entry, ForkProof, Participant, ShinyoError, SigningIde
 from . import gen_vectors
 from .cli_id import add_id_commands
 from .cli_node import add_node_commands, add_proof_export
+from .sim import add_arguments as add_sim_arguments
+from .sim import run_command as cmd_sim
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -414,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--convergence-entries", type=int, default=10_000,
                        help="entries five nodes converge on (0 skips it)")
     bench.set_defaults(func=cmd_bench)
+    sim = sub.add_parser("sim", help="the seeded attack simulation (docs/SIMULATION.md)",
+                         description="Honest traders and attackers in one seeded market, "
+                         "scored by the protocol core; see docs/SIMULATION.md.")
+    add_sim_arguments(sim)
+    sim.set_defaults(func=cmd_sim)
     add_id_commands(sub)
     add_node_commands(sub)
     proof = sub.add_parser("proof", help="work with proof files")
