@@ -71,6 +71,9 @@ STORE_FILE: Final = "store.sqlite"
 SESSION_STREAM_TIMEOUT: Final = 10.0
 """Seconds an inbound connection may take to open its session stream."""
 DIAL_TICK: Final = 1.0
+PROBE_TIMEOUT: Final = 3.0
+"""Seconds a peer has to acknowledge a PING on a session it seems to have replaced
+(a live peer answers within a round trip; this leaves room for lost packets)."""
 _NODE_SEED: Final = "node_seed"
 
 
@@ -100,6 +103,7 @@ class Node:
         self._banned: dict[bytes, float] = {}  # node key -> trio time the ban ends
         self._changed = trio.lowlevel.ParkingLot()
         self._dial_wake = trio.Event()
+        self._probing: set[PeerSession] = set()
         self._started = trio.current_time()
         self._closing = False  # shutting down: no new session, no new dial
         self.listen_port: int | None = endpoint.address[1]
@@ -126,13 +130,17 @@ class Node:
 
     def propose(self, counterparty: Pseudonym, *, context: str, terms: bytes = b"") -> Entry:
         """Propose a trade; the chain carries only a salted digest of ``terms``
-        (shinyo.md 5.1).  The salt and terms stay in the store, for the user to
-        show the counterparty."""
+        (shinyo.md 5.1).  The salt and terms stay in the store, under
+        ``terms:<digest>``, for the user to show the counterparty."""
         salt = os.urandom(16)
+        digest = terms_digest(terms, salt=salt)
+        # Stored before the entry, like a rating's opening (_ledger.py): a crash
+        # between the two leaves unused terms, never a proposal on the chain whose
+        # terms nobody can show any more.  (The trade id is not known yet; the
+        # digest is, and the proposal carries it.)
+        self.store.set_meta(f"terms:{digest.hex()}", salt + terms)
         entry = self.ledger.propose(counterparty, context=context, now=self.wall_time(),
-                                    terms=terms_digest(terms, salt=salt))
-        assert entry.trade is not None
-        self.store.set_meta(f"terms:{entry.trade.hex()}", salt + terms)
+                                    terms=digest)
         return self._local(entry)
 
     def accept(self, trade: bytes) -> Entry:
@@ -279,6 +287,11 @@ class Node:
             # each end sees the Hellos in its own order and may keep the other.)
             if ((old.client_key, old.conn.channel_binding)
                     <= (session.client_key, session.conn.channel_binding)):
+                # The rule assumes both connections are alive.  A peer that was
+                # killed and restarted dials again while its old connection still
+                # looks open here (until the idle timeout): check that the old one
+                # still answers, so the peer's next dial is kept if it does not.
+                self._probe(old)
                 return "duplicate connection"
             old.close(Bye(code="normal", reason="duplicate connection"))
         self.sessions[key] = session
@@ -300,6 +313,25 @@ class Node:
                     "outbound" if session.outbound else "inbound")
         self._notify()
         return None
+
+    def _probe(self, session: PeerSession) -> None:
+        if session not in self._probing and not self._closing:
+            self._probing.add(session)
+            self._nursery.start_soon(self._probe_session, session)
+
+    async def _probe_session(self, session: PeerSession) -> None:
+        try:
+            alive = await session.conn.ping(PROBE_TIMEOUT)
+        finally:
+            self._probing.discard(session)
+        if not alive and self.sessions.get(session.peer_key) is session:
+            logger.info("session with %s: no answer to a probe in %.0f s; the peer is gone",
+                        session.peer_key.short(), PROBE_TIMEOUT)
+            # Unregistered now, not when its Bye grace ends: the peer's next Hello
+            # must find no session to lose against.
+            del self.sessions[session.peer_key]
+            session.close(Bye(code="normal", reason="no answer to a probe"))
+            self._notify()
 
     def on_session_end(self, session: PeerSession) -> None:
         self._all_sessions.discard(session)
@@ -351,7 +383,13 @@ class Node:
         peers = list(self.sessions.values())
         if received.stored:
             raws = [e.encode() for e in received.stored]
-            for s in push_targets(peers, source=source, rng=self._rng):
+            # A session still waiting for its peer's Hello is not in ``sessions``,
+            # but its opening Heads round (wire.md 7.2) may already be out, taken
+            # before these entries: push to it as well, or the peer learns of them
+            # only at the next round, ``sync_interval`` later.  (If its Hello is
+            # refused, the push is dropped with it.)
+            opening = [s for s in self._all_sessions if not s.registered and s is not source]
+            for s in [*push_targets(peers, source=source, rng=self._rng), *opening]:
                 s.push(raws)
         for proof in received.forks:
             for s in push_targets(peers, source=source, rng=self._rng):

@@ -513,6 +513,8 @@ class PeerConnection:
         self._timer_at: float | None = None
         self._timer_scope: trio.CancelScope | None = None
         self._cids: set[bytes] = set()
+        self._pings = 0  # PING ids sent
+        self._pings_acked: set[int] = set()
 
     @property
     def peer_key(self) -> Pseudonym:
@@ -560,6 +562,28 @@ class PeerConnection:
             self._raise_if_closed()
             await self._state.park()
         return self._incoming.popleft()
+
+    async def ping(self, timeout: float) -> bool:
+        """Send a QUIC PING; True if the peer acknowledges it within ``timeout`` seconds.
+
+        False if it does not, or if the connection ends: a peer process that was
+        killed leaves its connections open at our end until the idle timeout, and
+        a restarted one drops their packets unanswered (transport.md 6).
+        """
+        if self._close_reason is not None:
+            return False
+        self._pings += 1
+        uid = self._pings
+        self._quic.send_ping(uid)
+        self._endpoint._transmit(self)
+        with trio.move_on_after(timeout):
+            while uid not in self._pings_acked:
+                if self._close_reason is not None:
+                    return False
+                await self._state.park()
+            self._pings_acked.discard(uid)
+            return True
+        return False
 
     async def aclose(self) -> None:
         """Close gracefully (CONNECTION_CLOSE with NO_ERROR); idempotent."""
@@ -640,6 +664,9 @@ class PeerConnection:
             else:
                 self._handshake_done = True
                 self._state.unpark_all()
+        elif isinstance(event, events.PingAcknowledged):
+            self._pings_acked.add(event.uid)
+            self._state.unpark_all()
         elif isinstance(event, events.ConnectionIdIssued):
             self._endpoint._map_cid(event.connection_id, self)
         elif isinstance(event, events.ConnectionIdRetired):

@@ -228,6 +228,17 @@ class WantClaims:
             if not ws:
                 del self._out[want.author]
 
+    def claim_at(self, author: Pseudonym, seq: int) -> tuple[Want, object] | None:
+        """The range in flight (and its owner) that holds ``seq``, if any."""
+        for w, who in self._out.get(author, {}).items():
+            if w.first <= seq <= w.last:
+                return w, who
+        return None
+
+    def next_start(self, author: Pseudonym, after: int) -> int | None:
+        """The lowest first seq above ``after`` of any range in flight."""
+        return min((w.first for w in self._out.get(author, {}) if w.first > after), default=None)
+
     def first_free(self, author: Pseudonym, first: int, owner: object) -> int:
         """The first seq at or after ``first`` that no other owner has asked for."""
         ws = self._out.get(author)
@@ -257,7 +268,9 @@ class PeerSync:
 
     With ``claims`` shared between the planners of all peers, a range another
     peer is answering is skipped: the next Want starts after it.  If that
-    answer falls short, the rest is fetched in a later round.  Call
+    answer falls short, the rest is fetched in a later round; if it never comes
+    (that peer's session ended, or its Want expired), the skipped range is a
+    *hole* this planner asks for as soon as no one has it in flight.  Call
     :meth:`release` when the session ends.
     """
 
@@ -286,6 +299,7 @@ class PeerSync:
         self._out: dict[Want, None] = {}  # in flight, in order sent
         self._answered: set[Pseudonym] = set()  # to settle once their entries are stored
         self._late: dict[Want, None] = {}  # expired, still taken if answered (oldest first)
+        self._holes: dict[Pseudonym, tuple[int, int]] = {}  # skipped for others' claims
         self._incoming = 0
 
     @property
@@ -294,7 +308,8 @@ class PeerSync:
 
     def tracked(self) -> int:
         """Authors this planner holds state for (memory follows pending work)."""
-        return len(self._peer.keys() | self._asked.keys() | self._needy.keys())
+        return len(self._peer.keys() | self._asked.keys() | self._needy.keys()
+                   | self._holes.keys())
 
     def peer_seq(self, author: Pseudonym) -> int:
         """How far the peer holds ``author``'s chain beyond our copy, as far as we
@@ -415,6 +430,13 @@ class PeerSync:
             w = self._urgent.popleft()
             self._send(w)
             out.append(w)
+        for a in list(self._holes):
+            if len(self._out) >= self._max:
+                break
+            hole = self._fill(a, view)
+            if hole is not None:
+                self._send(hole)
+                out.append(hole)
         deferred: list[Pseudonym] = []
         while len(self._out) < self._max and self._needy:
             a = next(iter(self._needy))
@@ -433,6 +455,9 @@ class PeerSync:
                 if free != first and (free > peer or free + self._span - 1 > have + HOLD_WINDOW):
                     deferred.append(a)
                     continue
+                if free != first:  # [first, free) is other peers' to answer
+                    lo, hi = self._holes.get(a, (first, free - 1))
+                    self._holes[a] = (min(lo, first), max(hi, free - 1))
                 first = free
             w = Want(author=a, first=first, last=min(peer, first + self._span - 1))
             self._asked[a] = w.last
@@ -443,6 +468,34 @@ class PeerSync:
         for a in deferred:
             self._needy[a] = None
         return tuple(out)
+
+    def _fill(self, author: Pseudonym, view: LocalView) -> Want | None:
+        """A Want for the start of ``author``'s hole once no other peer has it in
+        flight (their session ended or their Want expired unanswered); None while
+        one does, or once the hole is filled."""
+        lo, hi = self._holes[author]
+        head = view.head(author)
+        lo = max(lo, (0 if head is None else head[0]) + 1)
+        assert self._claims is not None  # holes come only from claims
+        while lo <= hi and (held := self._claims.claim_at(author, lo)) is not None:
+            want, owner = held
+            if owner is not self:
+                self._holes[author] = (lo, hi)
+                return None  # still another peer's to answer
+            lo = want.last + 1  # our own Want covers it
+        if lo > hi:
+            del self._holes[author]
+            return None
+        if author not in self._peer:
+            self._holes[author] = (lo, hi)
+            return None  # abandoned until the peer's next Heads
+        nxt = self._claims.next_start(author, lo)
+        last = min(hi, lo + self._span - 1, self._peer[author], hi if nxt is None else nxt - 1)
+        if last < hi:
+            self._holes[author] = (last + 1, hi)
+        else:
+            del self._holes[author]
+        return Want(author=author, first=lo, last=last)
 
     def on_entries(self, msg: Entries) -> None:
         """Match an answer to its Want (raise :class:`Unsolicited` if none); a short

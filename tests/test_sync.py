@@ -370,6 +370,24 @@ def test_a_session_that_ends_releases_its_claims_for_the_others() -> None:
     assert wb == wa
 
 
+def test_a_range_skipped_for_another_peer_is_asked_once_that_peer_is_gone() -> None:
+    # a's peer was killed: its Want is never answered.  b planned around it; the
+    # skipped range must not wait for b's next Heads round (tools/crash.py).
+    claims, empty = WantClaims(), Replica()
+    a = PeerSync(max_span=10, max_outstanding=1, claims=claims)
+    b = PeerSync(max_span=10, max_outstanding=2, claims=claims)
+    (wa,) = a.on_heads(heads((P[0], 25)), empty).wants
+    wb = b.on_heads(heads((P[0], 25)), empty).wants
+    assert [(w.first, w.last) for w in wb] == [(11, 20), (21, 25)]  # around a's 1..10
+    assert b.next_wants(empty) == ()  # a still has it
+    for w in wb:
+        b.on_entries(answer(w))
+    a.release()  # a's session ended unanswered
+    assert b.next_wants(empty) == (wa,)
+    b.on_entries(answer(wa))
+    assert b.next_wants(empty) == () and b.tracked() <= 1
+
+
 def test_claims_never_push_a_want_past_the_hold_window() -> None:
     claims, empty = WantClaims(), Replica()
     far = PeerSync(max_span=MAX_WANT_SPAN, claims=claims)
