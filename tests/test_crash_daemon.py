@@ -21,16 +21,13 @@ import pytest
 from shinyo import Entry, Participant
 from shinyo.node._node import STORE_FILE
 from shinyo.node._store import Store
-from shinyo.tools.crash import (
-    CampaignConfig,
-    CrashError,
-    Plan,
+from shinyo.tools.crash import CampaignConfig, CrashError, Plan, run_campaign
+from shinyo.tools.crash_checks import (
     audit_store,
     check_peer,
     lose_newest_entry,
     missing_acknowledged,
     read_ids,
-    run_campaign,
 )
 
 from .conftest import CTX, T0, identity, nonce, terms

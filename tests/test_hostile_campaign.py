@@ -1,7 +1,7 @@
 """Every attack at once against a real node daemon, and the defects they found.
 
 Section 1 runs tools/hostile.py's campaign in CI size -- a ``shinyo node run``
-subprocess, every bounded attack of tools/hostile_peer.py at once from its
+subprocess, every bounded attack of tools/hostile_attacks.py at once from its
 own loopback host, honest nodes syncing through the daemon meanwhile -- and
 checks the outcome: the daemon lives, answers its control socket and stops
 cleanly; the honest nodes converge; its memory stays under the stated bound
@@ -34,16 +34,12 @@ from shinyo.node._peer import MAX_PROOF_ANSWERS, PeerSession
 from shinyo.node._quic import StreamReset
 from shinyo.node._store import Store
 from shinyo.tools import hostile
+from shinyo.tools.hostile_attacks import ATTACKS, STUFFED_STREAMS, Material, Strike, run_attack
 from shinyo.tools.hostile_peer import (
-    ATTACKS,
-    STUFFED_STREAMS,
-    Material,
-    Strike,
     hostile_endpoint,
     open_session,
     phantom_heads,
     proposals,
-    run_attack,
     stranger,
 )
 from shinyo.wire import Entries, Head, Heads, ProofRequest, Push, Want

@@ -88,46 +88,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import random
-import select
 import shutil
-import signal
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from shinyo import (
-    Chain,
-    Commit,
-    LocalProtocolError,
-    Propose,
-    Pseudonym,
-    Reveal,
-    ShinyoError,
-    SigningIdentity,
-    VerificationError,
-)
-from shinyo.node._config import CONFIG_FILE
-from shinyo.node._control import ControlClient, ControlError
-from shinyo.node._daemon import LOCK_FILE, READY
-from shinyo.node._keystore import PASSPHRASE_ENV, create_keyfile
+from shinyo import ShinyoError
+from shinyo.node._control import ControlError
+from shinyo.node._keystore import PASSPHRASE_ENV
 from shinyo.node._node import STORE_FILE
-from shinyo.node._store import Store, StoreError
+from shinyo.node._store import Store
 
 from .bench_sync import make_chains
+from .crash_checks import (
+    StoreAudit,
+    _Acks,
+    audit_store,
+    check_peer,
+    copy_store,
+    lose_newest_entry,
+    read_ids,
+)
+from .crash_daemons import CALL_TIMEOUT, _Daemon, _kill_all, _leftovers, _make_home, _Poller, _rows
 
 __all__ = [
     "MODES",
@@ -138,24 +130,12 @@ __all__ = [
     "Kill",
     "Plan",
     "Report",
-    "StoreAudit",
-    "audit_store",
-    "check_peer",
-    "copy_store",
-    "lose_newest_entry",
-    "missing_acknowledged",
-    "read_ids",
     "run_campaign",
 ]
 
 MODES: Final = ("sync", "trade")
 STEPS: Final = ("propose", "accept", "rate-a", "rate-b")
 """The trade's steps in order: A proposes, B accepts, A rates, B rates."""
-START_TIMEOUT: Final = 60.0
-"""Seconds a daemon may take to say it is ready (it re-validates its whole store)."""
-CALL_TIMEOUT: Final = 30.0
-POLL: Final = 0.02
-"""Seconds between the poller's status requests to each node."""
 DEFAULT_PASSPHRASE: Final = "shinyo crash campaign"
 
 
@@ -328,340 +308,6 @@ class Report:
         }
 
 
-# -- stores -----------------------------------------------------------------------------
-
-
-def copy_store(home: Path, dest: Path, *, live: bool = False) -> Path:
-    """Copy a node's store into ``dest``; return the copy's path.
-
-    A stopped (killed) node's files are copied as the kill left them: the
-    database and its WAL, not the ``-shm`` index (SQLite rebuilds it from the
-    WAL's committed frames, as after a reboot).  A ``live`` node's store is
-    read through SQLite's online backup from a read-only connection, which
-    sees one committed state however the node writes meanwhile.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    src, out = home / STORE_FILE, dest / STORE_FILE
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{out}{suffix}").unlink(missing_ok=True)
-    if live:
-        with contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True,
-                                                timeout=10)) as db, \
-                contextlib.closing(sqlite3.connect(out)) as copy:
-            db.backup(copy)
-        return out
-    for suffix in ("", "-wal"):
-        if Path(f"{src}{suffix}").exists():
-            shutil.copyfile(f"{src}{suffix}", f"{out}{suffix}")
-    return out
-
-
-def read_ids(path: Path) -> dict[bytes, tuple[bytes, ...]]:
-    """Entry ids per author key, in seq order, straight from the rows (no decoding)."""
-    out: dict[bytes, list[bytes]] = {}
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        for author, entry_id in db.execute("SELECT author, id FROM entries ORDER BY author, seq"):
-            out.setdefault(author, []).append(entry_id)
-    return {a: tuple(ids) for a, ids in out.items()}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoreAudit:
-    chains: Mapping[bytes, tuple[bytes, ...]]
-    """Entry ids per author key, in seq order (of the chains that decoded)."""
-    problems: tuple[str, ...]
-
-    @property
-    def total(self) -> int:
-        return sum(len(c) for c in self.chains.values())
-
-
-def audit_store(path: Path, *, owner: Pseudonym) -> StoreAudit:
-    """Check a (copied) store: every chain decodes and verifies with :class:`shinyo.Chain`
-    (spec 6.5), the ``chains`` table agrees with the rows, and ``owner``'s unrevealed
-    commitments and proposals kept their secrets (docstring, check 2)."""
-    problems: list[str] = []
-    chains: dict[bytes, tuple[bytes, ...]] = {}
-    with Store.open(path) as store:
-        for author in store.authors():
-            try:
-                entries = list(store.iter_chain(author))
-                Chain.from_entries(entries)
-            except (StoreError, VerificationError, LocalProtocolError) as exc:
-                problems.append(f"the chain of {author.short()} does not verify: {exc}")
-                continue
-            chains[author.key] = tuple(e.id for e in entries)
-            head, last = store.head(author), entries[-1]
-            if head != (last.seq, last.id) or store.count(author) != len(entries):
-                problems.append(f"the chains table says {author.short()} has "
-                                f"{store.count(author)} entries up to {head}, the rows "
-                                f"{len(entries)} up to seq {last.seq}")
-            if author != owner:
-                continue
-            revealed = {e.trade for e in entries if isinstance(e.body, Reveal)}
-            for e in entries:
-                if (isinstance(e.body, Commit) and e.trade not in revealed
-                        and e.trade is not None and store.get_secret(e.trade) is None):
-                    problems.append(f"own commitment seq {e.seq} has no stored opening: it can "
-                                    "never be revealed (spec 7.3)")
-                if isinstance(e.body, Propose) and not any(
-                        store.get_meta(f"terms:{key.hex()}") is not None
-                        for key in (e.id, e.body.terms)):
-                    problems.append(f"own proposal seq {e.seq} lost its terms")
-    rows = sum(len(ids) for ids in read_ids(path).values())
-    if rows != sum(len(c) for c in chains.values()) and not problems:
-        problems.append(f"{rows} entry rows, but the chains hold "
-                        f"{sum(len(c) for c in chains.values())}")
-    return StoreAudit(chains=chains, problems=tuple(problems))
-
-
-def check_peer(owner: bytes, ours: Mapping[bytes, Sequence[bytes]],
-               theirs: Mapping[bytes, Sequence[bytes]]) -> list[str]:
-    """Problems between a node's chains (``ours``, its pseudonym key ``owner``) and a
-    peer's copy: a fork, or the peer holding more of the node's own chain."""
-    problems = []
-    for author, other in theirs.items():
-        mine = ours.get(author, ())
-        n = min(len(mine), len(other))
-        if tuple(mine[:n]) != tuple(other[:n]):
-            seq = next(i + 1 for i in range(n) if mine[i] != other[i])
-            problems.append(f"the peer's copy of {Pseudonym(key=author).short()} differs at "
-                            f"seq {seq}: a fork")
-        elif author == owner and len(other) > len(mine):
-            problems.append(f"the peer holds {len(other)} entries of the node's own chain, the "
-                            f"node only {len(mine)}: it lost entries it had sent")
-    return problems
-
-
-def lose_newest_entry(path: Path, author: bytes, entry_id: bytes) -> bool:
-    """Delete ``entry_id`` (the head of ``author``'s chain) as if its transaction were
-    lost, fixing the ``chains`` table up; False if it is not the head (``--self-test``)."""
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        row = db.execute("SELECT head_seq, head_id FROM chains WHERE author = ?",
-                         (author,)).fetchone()
-        if row is None or row[1] != entry_id:
-            return False
-        seq = row[0]
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-        prev = db.execute("SELECT id FROM entries WHERE author = ? AND seq = ?",
-                          (author, seq - 1)).fetchone()
-        if prev is None:
-            db.execute("DELETE FROM chains WHERE author = ?", (author,))
-        else:
-            db.execute("UPDATE chains SET head_seq = ?, head_id = ?, entries = entries - 1 "
-                       "WHERE author = ?", (seq - 1, prev[0], author))
-        db.execute("COMMIT")
-    return True
-
-
-# -- acknowledgements -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Acks:
-    """What each node acknowledged; the poller thread adds to it."""
-
-    entries: dict[str, int] = field(default_factory=dict)
-    own: dict[str, int] = field(default_factory=dict)
-    ids: dict[str, dict[int, bytes]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def reset(self, node: str) -> None:
-        with self.lock:
-            self.entries.pop(node, None)
-            self.own.pop(node, None)
-            self.ids.pop(node, None)
-
-    def status(self, node: str, answer: Mapping[str, Any]) -> None:
-        with self.lock:
-            self.entries[node] = max(self.entries.get(node, 0), answer["entries"])
-            self.own[node] = max(self.own.get(node, 0), answer["own_entries"])
-
-    def entry(self, node: str, answer: Mapping[str, Any]) -> None:
-        with self.lock:
-            self.ids.setdefault(node, {})[answer["seq"]] = bytes.fromhex(answer["id"])
-
-    def newest(self, node: str) -> bytes | None:
-        with self.lock:
-            ids = self.ids.get(node, {})
-            return ids[max(ids)] if ids else None
-
-    def check(self, node: str, owner: bytes, audit: StoreAudit) -> list[str]:
-        with self.lock:
-            ids, entries, own = dict(self.ids.get(node, {})), self.entries.get(node, 0), \
-                self.own.get(node, 0)
-        return missing_acknowledged(audit, owner, ids=ids, entries=entries, own=own)
-
-
-def missing_acknowledged(audit: StoreAudit, owner: bytes, *, ids: Mapping[int, bytes],
-                         entries: int = 0, own: int = 0) -> list[str]:
-    """Check 1: the own entries acknowledged by seq and id, and the ``entries`` and
-    ``own_entries`` counts a status answer gave, against a store's ``audit``."""
-    mine = audit.chains.get(owner, ())
-    problems = [f"acknowledged own entry seq {seq} ({i.hex()[:16]}) is missing"
-                for seq, i in sorted(ids.items()) if len(mine) < seq or mine[seq - 1] != i]
-    if audit.total < entries:
-        problems.append(f"status acknowledged {entries} entries; the store holds {audit.total}")
-    if len(mine) < own:
-        problems.append(f"status acknowledged {own} own entries; the store holds {len(mine)}")
-    return problems
-
-
-# -- daemons ----------------------------------------------------------------------------
-
-
-class _Daemon:
-    """One ``shinyo node run`` process on a fixed home (and, after its first start, port)."""
-
-    def __init__(self, name: str, home: Path, *, identity: SigningIdentity,
-                 passphrase: str, bootstrap: str | None = None,
-                 log_level: str = "info") -> None:
-        self.name = name
-        self.log_level = log_level
-        self.home = home
-        self.identity = identity
-        self.passphrase = passphrase
-        self.bootstrap = bootstrap
-        self.port = 0
-        self.log = home.with_name(home.name + ".log")
-        self.proc: subprocess.Popen[str] | None = None
-        self.ready = False
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def spawn(self) -> None:
-        self.ready = False
-        extra = ["--bootstrap", self.bootstrap] if self.bootstrap else []
-        with self.log.open("a") as log:
-            # Its own session: a ^C meant for the campaign must not reach the daemons.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "shinyo.tools.cli", "node", "run", "--home",
-                 str(self.home), "--listen", self.address, "--log-level", self.log_level,
-                 *extra],
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
-                env={**os.environ, PASSPHRASE_ENV: self.passphrase}, start_new_session=True)
-
-    def read_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for the ready line; False if it did not come."""
-        assert self.proc is not None and self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith(READY):
-            return False
-        self.port = int(line.split(" listening on ")[1].split(",")[0].rsplit(":", 1)[1])
-        self.ready = True
-        return True
-
-    def start(self) -> str | None:
-        """Spawn and wait until ready; the reason (with the log's tail) if it did not start."""
-        self.spawn()
-        if self.read_ready(START_TIMEOUT):
-            return None
-        self.kill()
-        return f"did not start:\n{self.log_tail()}"
-
-    def kill(self) -> bool:
-        """SIGKILL it and reap it; True if it had said it was ready."""
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-        self._reap()
-        return self.ready
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=CALL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return -1
-        return self._reap()
-
-    def _reap(self) -> int:
-        if self.proc is None:
-            return 0
-        code = self.proc.wait()
-        if self.proc.stdout is not None and not self.proc.stdout.closed:
-            if not self.ready:
-                self.read_ready(0)  # a ready line written just before the end
-            self.proc.stdout.close()
-        return code
-
-    def call(self, command: str, **args: Any) -> Any:
-        return ControlClient(self.home, timeout=CALL_TIMEOUT).call(command, **args)
-
-    def log_tail(self, lines: int = 12) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def _make_home(home: Path, seed: bytes, passphrase: str, *, idle_timeout: float,
-               sync_interval: float) -> SigningIdentity:
-    home.mkdir(mode=0o700, parents=True)
-    create_keyfile(home / "identity.key", seed, passphrase=passphrase)
-    (home / CONFIG_FILE).write_text(
-        f"[network]\nidle_timeout = {idle_timeout}\nsync_interval = {sync_interval}\n"
-        "reconnect_min = 0.2\nreconnect_max = 2.0\n", encoding="utf-8")
-    return SigningIdentity.from_seed(seed)
-
-
-def _leftovers(home: Path) -> list[str]:
-    """Check 4 before a restart: stale control files fool no client, the lock is free."""
-    problems = []
-    began = time.monotonic()
-    try:
-        ControlClient(home, timeout=5.0).call("status")
-        problems.append("a control client got an answer from a killed node")
-    except ControlError:
-        if time.monotonic() - began > 2.0:
-            problems.append("a control client took over 2 s to find the node gone")
-    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        problems.append(f"{LOCK_FILE} is still locked after the kill")
-    finally:
-        os.close(fd)
-    return problems
-
-
-class _Poller:
-    """Asks each live node for its status every :data:`POLL` s; every answer is an
-    acknowledgement (the counts it reports must survive a kill)."""
-
-    def __init__(self, acks: _Acks, daemons: Sequence[_Daemon]) -> None:
-        self._acks = acks
-        self._daemons = daemons
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(POLL):
-            for d in self._daemons:
-                if d.alive:
-                    with contextlib.suppress(ControlError, KeyError, TypeError):
-                        self._acks.status(d.name, d.call("status"))
-
-    def __enter__(self) -> _Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # -- the campaign ------------------------------------------------------------------------
 
 
@@ -678,18 +324,6 @@ class _Trade:
     context: str
     id: str | None = None
 
-
-def _kill_all(daemons: Sequence[_Daemon]) -> None:
-    for d in daemons:  # all signals first: "both" means at the same moment
-        if d.alive:
-            assert d.proc is not None
-            d.proc.send_signal(signal.SIGKILL)
-    for d in daemons:
-        d.kill()
-
-
-def _rows(daemon: _Daemon) -> dict[str, dict[str, Any]]:
-    return {r["trade"]: r for r in daemon.call("trades")}
 
 
 class _Campaign:

@@ -2,7 +2,7 @@
 
     python -m shinyo.tools.hostile --seconds 20 --seed 1 [--json] [--no-baseline] [--no-leaks]
 
-Every attack of :mod:`.hostile_peer` runs at once, round after round (each
+Every attack of :mod:`.hostile_attacks` runs at once, round after round (each
 round bounded in count and time), from its own loopback host (127.0.0.20 and
 up: one source per attacker) against a *target*, ``shinyo node run`` in a
 subprocess, whose memory is measured from outside: ``/proc/PID/status``
@@ -66,16 +66,8 @@ from shinyo.node._quic import TransportLimits
 from shinyo.node._store import Store
 from shinyo.wire import MAX_FRAME_SIZE
 
-from .hostile_peer import (
-    ATTACKS,
-    HOLD,
-    UNBOUNDED,
-    Material,
-    Strike,
-    proposals,
-    run_attack,
-    stranger,
-)
+from .hostile_attacks import ATTACKS, HOLD, UNBOUNDED, Material, Strike, run_attack
+from .hostile_peer import proposals, stranger
 
 __all__ = ["STANDARD", "CampaignError", "campaign", "honest_chains", "memory_bound",
            "print_report", "run_phase", "worst_case"]
