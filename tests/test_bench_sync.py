@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import pstats
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import nacl.exceptions
 import pytest
 import trio
 
@@ -59,22 +62,27 @@ def test_chain_generation_bounds() -> None:
 
 
 def test_sync_between_two_node_processes() -> None:
-    r = measure_sync(entries=300, authors=3)
+    r = measure_sync(entries=300, authors=3, repeat=1)
     assert r["entries"] == 300
     assert r["processes"] == 2
     assert r["bytes"] == _sizes(300, 3)
     for key in ("connect_s", "sync_s", "raw_stream_bytes_per_s", "raw_verify_per_s",
                 "receiver_busy"):
         assert r[key] > 0
+    # B's stream carried the entries plus framing, Hello and Wants: a little more.
+    assert r["bytes"] < r["stream_bytes"] < 1.2 * r["bytes"]
     assert r["sync_entries_per_s"] == pytest.approx(300 / r["sync_s"])
     assert r["sync_bytes_per_s"] == pytest.approx(r["bytes"] / r["sync_s"])
-    assert r["ratio_stream"] == pytest.approx(r["sync_bytes_per_s"] / r["raw_stream_bytes_per_s"])
+    assert r["sync_stream_bytes_per_s"] == pytest.approx(r["stream_bytes"] / r["sync_s"])
+    # The raw stream carried the stream's bytes, so the ratio is of like to like.
+    assert r["ratio_stream"] == pytest.approx(
+        r["sync_stream_bytes_per_s"] / r["raw_stream_bytes_per_s"])
     assert r["ratio_verify"] == pytest.approx(r["sync_entries_per_s"] / r["raw_verify_per_s"])
 
 
 def test_sync_in_one_process_with_a_profile(tmp_path: Path) -> None:
     out = tmp_path / "b.prof"
-    r = measure_sync(entries=120, authors=2, one_process=True, profile=out)
+    r = measure_sync(entries=120, authors=2, one_process=True, profile=out, repeat=1)
     assert r["processes"] == 1
     assert r["bytes"] == _sizes(120, 2)
     # The profile covers the receiving side's work from "go" to "done".
@@ -87,6 +95,8 @@ def test_convergence_of_three_nodes() -> None:
     assert r["bytes"] == _sizes(300, 30)
     assert 0 < r["first_node_s"] <= r["convergence_s"]
     assert r["delivered_entries_per_s"] == pytest.approx(300 * 2 / r["convergence_s"])
+    assert r["ratio_verify_all_cores"] == pytest.approx(
+        r["delivered_entries_per_s"] / r["raw_verify_all_cores_per_s"])
     assert r["cores_busy"] > 0
 
 
@@ -95,6 +105,26 @@ def test_convergence_bounds() -> None:
         measure_convergence(nodes=1, entries=100)
     with pytest.raises(BenchError, match="at least 20 entries"):
         measure_convergence(nodes=2, entries=19)
+    with pytest.raises(BenchError, match="repeat must be a positive integer, got 0"):
+        measure_convergence(nodes=2, entries=20, repeat=0)
+    with pytest.raises(BenchError, match="repeat must be a positive integer, got 0"):
+        measure_sync(entries=20, authors=2, repeat=0)
+
+
+def test_raw_verify_baseline_on_one_thread_and_a_pool() -> None:
+    chains = make_chains(entries=40, authors=2, now=int(time.time()))
+    flat = [e for c in chains for e in c]
+    assert bench_sync.raw_verify_seconds(flat) > 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert bench_sync.raw_verify_seconds(flat, pool=pool) > 0
+        assert bench_sync.raw_verify_rate(flat, repeat=1, sample=10, pool=pool) > 0
+    # A baseline that checked a bad signature would not be a baseline.
+    bad = replace(flat[0], signature=bytes(64))
+    with pytest.raises(nacl.exceptions.BadSignatureError):
+        bench_sync.raw_verify_seconds([bad])
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(
+            nacl.exceptions.BadSignatureError):
+        bench_sync.raw_verify_seconds([*flat, bad], pool=pool)
 
 
 def test_nodes_that_never_converge_fail_the_run(tmp_path: Path) -> None:
@@ -122,15 +152,17 @@ def test_a_node_holding_other_entries_fails_the_run() -> None:
 
 
 def test_command_line_json(capsys: pytest.CaptureFixture[str]) -> None:
-    bench_sync.main(["--entries", "60", "120", "--authors", "2", "--nodes", "2",
-                     "--convergence-entries", "40", "--json"])
+    bench_sync.main(["--entries", "120", "60", "--authors", "2", "--nodes", "2",
+                     "--convergence-entries", "40", "--repeat", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert out["schema"] == "shinyo-bench-sync/1"
+    assert out["schema"] == "shinyo-bench-sync/2"
     assert [r["entries"] for r in out["sync"]] == [60, 120]
-    (lin,) = out["linearity"]
+    growth = out["growth"]
     a, b = out["sync"]
-    assert lin["time_per_entry_ratio"] == pytest.approx(
-        (b["sync_s"] / 120) / (a["sync_s"] / 60))
+    assert growth["sizes"] == [60, 120]
+    assert growth["relative"][1] == pytest.approx((b["sync_s"] / 120) / (a["sync_s"] / 60),
+                                                  abs=1e-3)
+    assert growth["linear"] in (True, False)
     assert out["convergence"]["nodes"] == 2
     assert out["convergence"]["peer_exchange"] == 1.0
 
@@ -140,27 +172,33 @@ def test_nodes_that_do_not_open_in_time_fail_the_run(tmp_path: Path) -> None:
     homes = [tmp_path / "a"]
     homes[0].mkdir()
     run = partial(bench_sync._run_nodes, tmp_path, homes, expect=1, groups=[[0]], links=[[]],
-                  timeout=0.001)
+                  open_timeout=0.001)
     with pytest.raises(BenchError, match="did not open within"):
         trio.run(run)
 
 
 def test_human_output(capsys: pytest.CaptureFixture[str]) -> None:
-    sync = [{"entries": n, "authors": 3.0, "processes": 2.0, "bytes": 230.0 * n,
-             "connect_s": 0.01, "sync_s": s, "sync_entries_per_s": n / s,
-             "sync_bytes_per_s": 230 * n / s, "raw_stream_bytes_per_s": 4e7,
-             "ratio_stream": 230 * n / s / 4e7, "raw_verify_per_s": 17e3,
+    sync = [{"entries": n, "authors": 3, "processes": 2, "bytes": 230 * n,
+             "stream_bytes": 233 * n, "connect_s": 0.01, "sync_s": s,
+             "sync_entries_per_s": n / s, "sync_bytes_per_s": 230 * n / s,
+             "sync_stream_bytes_per_s": 233 * n / s, "raw_stream_bytes_per_s": 4e7,
+             "ratio_stream": 233 * n / s / 4e7, "raw_verify_per_s": 17e3,
              "ratio_verify": n / s / 17e3, "receiver_busy": 0.9}
-            for n, s in ((1000.0, 0.2), (10_000.0, 3.0))]
-    assert bench_sync.linearity(sync) == [
-        {"from": 1000.0, "to": 10_000.0, "time_per_entry_ratio": pytest.approx(1.5)}]
+            for n, s in ((1000, 0.2), (10_000, 3.0), (100_000, 40.0))]
+    growth = bench_sync.sync_growth(sync)
+    assert growth.relative == pytest.approx((1.0, 1.5, 2.0))
+    assert growth.steps == pytest.approx((1.5, 2.0))
+    assert growth.linear is False
     bench_sync.print_sync(sync)
-    bench_sync.print_convergence({"nodes": 5.0, "entries": 10_000.0, "authors": 50.0,
+    bench_sync.print_convergence({"nodes": 5, "entries": 10_000, "authors": 50,
                                   "peer_exchange": 0.0, "convergence_s": 5.0,
                                   "first_node_s": 4.0, "delivered_entries_per_s": 8000.0,
+                                  "raw_verify_all_cores_per_s": 32000.0,
+                                  "ratio_verify_all_cores": 0.25, "cores": 2,
                                   "cores_busy": 1.8})
     out = capsys.readouterr().out
     assert "a process per node" in out
-    assert "time per entry at 10000 is 1.50x that at 1000" in out
+    assert "1000: 1.00x, 10000: 1.50x, 100000: 2.00x; linear: NO (worst step 2.00x" in out
     assert "5 nodes (line of bootstraps, peer exchange off)" in out
     assert "after 5.00 s (first node 4.00 s)" in out
+    assert "= 0.250 of raw verify on all cores (32000/s); 1.80 of 2 cores busy" in out

@@ -6,7 +6,7 @@ inserts of the very same rows, in the same schema and with the same pragmas
 entry -- encodes it, checks (author, seq) against the stored head, keeps the
 per-author head table -- and the ratio says what that costs.
 
-    python -m shinyo.tools.bench_store [N]
+    python -m shinyo.tools.bench_store [N ...]
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 from shinyo import Entry, Propose, SigningIdentity
 from shinyo._constants import GENESIS_PREV
 from shinyo.node._store import _MIGRATIONS, Store, migrate
+
+from .bench_growth import BenchError
 
 T0 = 1_800_000_000
 BATCH = 1000
@@ -50,7 +52,8 @@ def _store_rate(path: Path, entries: list[Entry]) -> float:
         for i in range(0, len(entries), BATCH):
             store.add_many(entries[i : i + BATCH])
         elapsed = time.perf_counter() - start
-        assert store.count() == len(entries)
+        if store.count() != len(entries):
+            raise BenchError(f"the store holds {store.count()} entries, not {len(entries)}")
     return len(entries) / elapsed
 
 
@@ -74,6 +77,8 @@ def _raw_rate(path: Path, rows: list[tuple[bytes, bytes, int, int, int, bytes]])
 
 def bench_store(n: int = 20_000, *, repeat: int = 3) -> dict[str, float]:
     """Entries/s for ``Store.add_many`` and for raw inserts; best of ``repeat``, interleaved."""
+    if type(n) is not int or n < 1:
+        raise BenchError("store entries must be a positive integer")
     entries = _entries(n)
     rows = [(e.id, e.author.key, e.seq, e.timestamp, int(e.kind), e.encode()) for e in entries]
     best_store = best_raw = 0.0
@@ -82,7 +87,7 @@ def bench_store(n: int = 20_000, *, repeat: int = 3) -> dict[str, float]:
             best_store = max(best_store, _store_rate(Path(tmp) / f"store{r}.db", entries))
             best_raw = max(best_raw, _raw_rate(Path(tmp) / f"raw{r}.db", rows))
     return {
-        "entries": float(n),
+        "entries": n,
         "store_add_many_per_s": best_store,
         "raw_executemany_per_s": best_raw,
         "ratio": best_store / best_raw,
@@ -91,10 +96,11 @@ def bench_store(n: int = 20_000, *, repeat: int = 3) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    result = bench_store(int(args[0]) if args else 20_000)
-    print(f"store add_many ({BATCH}/txn): {result['store_add_many_per_s']:,.0f} entries/s")
-    print(f"raw executemany ({BATCH}/txn): {result['raw_executemany_per_s']:,.0f} rows/s")
-    print(f"ratio: {result['ratio']:.2f}")
+    for n in [int(a) for a in args] or [20_000]:
+        result = bench_store(n)
+        print(f"{n} entries: store add_many ({BATCH}/txn) "
+              f"{result['store_add_many_per_s']:,.0f}/s, raw executemany "
+              f"{result['raw_executemany_per_s']:,.0f}/s, ratio {result['ratio']:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ real SQLite stores, the whole ledger):
 * **sync**: node A holds N entries (the valid chains of several authors, who
   trade with each other), node B starts empty and dials A; the time from B's
   session start (A's Hello registered at B) until B holds all N.  Set against
-  raw aioquic stream throughput carrying the same bytes (``bench_quic``'s
-  driver, sender and receiver in two processes) and raw PyNaCl verification
-  of the same entries' signatures, both measured in the same run.
+  a raw aioquic stream carrying as many bytes as B's session stream did
+  (both directions: Hello, Wants, Entries frames; ``bench_quic``'s driver,
+  sender and receiver in two processes) and raw PyNaCl verification of the
+  same entries' signatures, both measured in the same run.
 * **convergence**: 5 nodes, 10,000 entries spread across them (each author's
   chain pre-filled in one node's store); the time from the moment every node
-  is told its bootstrap peer until every node holds every entry.
+  is told its bootstrap peer until every node holds every entry.  Its limit:
+  each entry is checked once by each of the other 4 nodes, at best at the raw
+  PyNaCl rate of all the machine's cores together.
 
     python -m shinyo.tools.bench_sync [--entries 1000 10000] [--json] [--profile DIR]
 
@@ -62,7 +65,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
-import itertools
 import json
 import os
 import random
@@ -71,6 +73,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -85,28 +88,27 @@ from shinyo import (
     Chain,
     Entry,
     Propose,
-    Pseudonym,
-    ShinyoError,
     SigningIdentity,
     TradeSession,
 )
 from shinyo._constants import DST_ENTRY_SIG
 from shinyo.node._config import NodeConfig
 from shinyo.node._node import STORE_FILE, Node, open_node
-from shinyo.node._quic import TransportLimits
 from shinyo.node._store import Store
 
-from . import bench_quic
+from .bench_growth import BenchError, Growth
+from .bench_quic import Lines, reap, stream_rate
 
 __all__ = [
     "BenchError",
-    "linearity",
     "make_chains",
     "measure_convergence",
     "measure_sync",
     "print_convergence",
     "print_sync",
     "raw_verify_rate",
+    "raw_verify_seconds",
+    "sync_growth",
 ]
 
 STEP: Final = 10
@@ -120,10 +122,6 @@ VERIFY_SAMPLE: Final = 20_000
 TIMEOUT: Final = 600.0
 """Seconds a run may take before it is reported as stuck."""
 _CONTEXT: Final = "bench.example/sync"
-
-
-class BenchError(ShinyoError):
-    """The benchmark could not run, or the nodes did not converge on the entries."""
 
 
 # -- entries ---------------------------------------------------------------------
@@ -193,70 +191,52 @@ def _prefill(home: Path, chains: Sequence[Sequence[Entry]]) -> None:
 # -- raw baselines -------------------------------------------------------------------
 
 
-def raw_verify_rate(entries: Sequence[Entry], *, repeat: int = 3,
-                    sample: int = VERIFY_SAMPLE) -> float:
-    """Raw PyNaCl verifies/s of these entries' signatures (the first ``sample``), best of
-    ``repeat``; the message is the signed one, domain prefix included (as in bench.py)."""
-    chosen = entries[:sample]
-    keys = {e.author: nacl.signing.VerifyKey(e.author.key) for e in chosen}
-    best = float("inf")
-    for _ in range(repeat):
+_RAW_CHUNK: Final = 256
+"""Signatures per task when the raw baseline uses several threads (as ``decode_all``)."""
+
+
+def _verify_chunk(chunk: Sequence[tuple[nacl.signing.VerifyKey, bytes, bytes]]) -> int:
+    for key, message, signature in chunk:
+        key.verify(message, signature)
+    return len(chunk)
+
+
+def raw_verify_seconds(entries: Sequence[Entry], *, pool: Executor | None = None) -> float:
+    """Seconds raw PyNaCl takes to verify these entries' signatures once: on this
+    thread, or spread over ``pool`` (PyNaCl releases the GIL, so threads scale).
+
+    The message is the signed one, domain prefix included; keys, messages and
+    chunks are made before the clock starts, so only ``VerifyKey.verify`` is timed.
+    """
+    keys = {e.author: nacl.signing.VerifyKey(e.author.key) for e in entries}
+    work = [(keys[e.author], DST_ENTRY_SIG + e.payload, e.signature) for e in entries]
+    if pool is None:
         start = time.perf_counter()
-        for e in chosen:
-            keys[e.author].verify(DST_ENTRY_SIG + e.payload, e.signature)
-        best = min(best, time.perf_counter() - start)
-    return len(chosen) / best
+        _verify_chunk(work)
+        return time.perf_counter() - start
+    chunks = [work[i : i + _RAW_CHUNK] for i in range(0, len(work), _RAW_CHUNK)]
+    start = time.perf_counter()
+    done = sum(pool.map(_verify_chunk, chunks))
+    elapsed = time.perf_counter() - start
+    assert done == len(work)
+    return elapsed
 
 
-async def _raw_stream_rate(total: int, *, repeat: int = 3) -> float:
-    """Bytes/s of one raw stream carrying ``total`` bytes, receiver in a child process;
-    ``bench_quic``'s sender and receiver, at the node's datagram size; best of ``repeat``
-    (a few MB take tens of milliseconds, so one try is at the mercy of the scheduler)."""
-    best = 0.0
-    for _ in range(repeat):
-        best = max(best, await _raw_stream_once(total))
-    return best
+def raw_verify_rate(entries: Sequence[Entry], *, repeat: int = 3, sample: int = VERIFY_SAMPLE,
+                    pool: Executor | None = None) -> float:
+    """Raw PyNaCl verifies/s of these entries' signatures (the first ``sample``), best of
+    ``repeat``; see :func:`raw_verify_seconds`."""
+    _check_repeat(repeat)
+    chosen = entries[:sample]
+    return len(chosen) / min(raw_verify_seconds(chosen, pool=pool) for _ in range(repeat))
 
 
-async def _raw_stream_once(total: int) -> float:
-    limits = TransportLimits()
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "shinyo.tools.bench_quic", "--serve",
-         str(limits.max_datagram_size)], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        with trio.fail_after(60):
-            line = await _Lines(proc.stdout).read()
-        if line is None:
-            raise BenchError("the raw QUIC receiver exited before it listened")
-        host, port, key = line.decode().split()
-        elapsed = await bench_quic._send((host, int(port)), Pseudonym.from_text(key), total,
-                                         limits)
-        with trio.fail_after(30):
-            await proc.wait()
-    finally:
-        await _reap(proc)
-    return total / elapsed
+def _check_repeat(repeat: int) -> None:
+    if type(repeat) is not int or repeat < 1:
+        raise BenchError(f"repeat must be a positive integer, got {repeat!r}")
 
 
 # -- the children: nodes in their own processes ------------------------------------------
-
-
-class _Lines:
-    """Newline-delimited messages over a trio receive stream."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buf = b""
-
-    async def read(self) -> bytes | None:
-        while b"\n" not in self._buf:
-            chunk = await self._stream.receive_some(65536)
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line
 
 
 def _say(msg: dict[str, Any]) -> None:
@@ -270,17 +250,24 @@ def _held(node: Node) -> int:
 
 
 async def _watch(node: Node, expect: int, report: dict[str, Any]) -> None:
-    """Record when ``node``'s first session starts and when it holds ``expect`` entries."""
+    """Record when ``node``'s first session starts and when it holds ``expect`` entries,
+    and the bytes its session streams carried until then."""
     if _held(node) < expect:
         await node.wait_until(lambda: bool(node.sessions))
         report["session"] = time.monotonic()
     await node.wait_until(lambda: _held(node) >= expect)
     report["done"] = time.monotonic()
+    # The stream's own counters (bytes read by the session, bytes given to
+    # send_all): what a raw stream must carry to be compared with this sync.
+    # QuicStream has no public counter yet (proposed in the bench's notes).
+    streams = [s.stream for s in node.sessions.values()]
+    report["stream_read"] = sum(s._read for s in streams)
+    report["stream_written"] = sum(s._written for s in streams)
 
 
 async def _child(spec: dict[str, Any]) -> None:
     """Open the spec's nodes, say ready, dial on "go", say done, stay up until "quit"."""
-    stdin = _Lines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
+    stdin = Lines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
     async with AsyncExitStack() as stack:
         nodes = []
         for n in spec["nodes"]:
@@ -324,23 +311,12 @@ async def _child(spec: dict[str, Any]) -> None:
         await stdin.read()  # "quit", or EOF if the parent is gone
 
 
-async def _reap(proc: trio.Process) -> None:
-    """Kill ``proc`` if it still runs; close its pipes and wait for it."""
-    if proc.returncode is None:
-        proc.kill()
-    with trio.CancelScope(shield=True):
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                await pipe.aclose()
-        await proc.wait()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Group:
     """One child process and the node indexes it hosts."""
 
     proc: trio.Process
-    lines: _Lines
+    lines: Lines
     members: tuple[int, ...]
     log: Path
 
@@ -376,9 +352,11 @@ class _Run:
 async def _run_nodes(work: Path, homes: Sequence[Path], *, expect: int,
                      groups: Sequence[Sequence[int]], links: Sequence[Sequence[int]],
                      peer_exchange: bool = True, timeout: float = TIMEOUT,
+                     open_timeout: float = TIMEOUT,
                      profile: dict[int, Path] | None = None) -> _Run:
     """Run node i (home ``homes[i]``) in the child process of its group; on "go"
-    node i dials ``links[i]``; wait until every node holds ``expect`` entries."""
+    node i dials ``links[i]``; wait until every node holds ``expect`` entries.
+    ``open_timeout`` bounds the nodes' opening, ``timeout`` their converging."""
     started: list[_Group] = []
     try:
         for g, members in enumerate(groups):
@@ -395,15 +373,15 @@ async def _run_nodes(work: Path, homes: Sequence[Path], *, expect: int,
                      json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=err)
             assert proc.stdout is not None
-            started.append(_Group(proc=proc, lines=_Lines(proc.stdout),
+            started.append(_Group(proc=proc, lines=Lines(proc.stdout),
                                   members=tuple(members), log=log))
         addresses: dict[int, list[Any]] = {}
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(open_timeout):
             for group in started:
                 ready = (await group.receive("ready"))["ready"]
                 addresses.update(zip(group.members, ready, strict=True))
         if len(addresses) < len(homes):
-            raise BenchError(f"the nodes did not open within {timeout:.0f} s")
+            raise BenchError(f"the nodes did not open within {open_timeout:g} s")
         start = time.monotonic()
         for group in started:
             await group.send({"go": [[addresses[j] for j in links[i]] for i in group.members]})
@@ -423,7 +401,7 @@ async def _run_nodes(work: Path, homes: Sequence[Path], *, expect: int,
                 await group.proc.wait()
     finally:
         for group in started:
-            await _reap(group.proc)
+            await reap(group.proc)
     return _Run(start=start, nodes=[reports[i] for i in range(len(homes))], cpu=cpu)
 
 
@@ -441,13 +419,17 @@ def _check_held(run: _Run, entries: Sequence[Entry]) -> int:
 
 
 def measure_sync(*, entries: int, authors: int, one_process: bool = False,
-                 profile: Path | None = None, timeout: float = TIMEOUT) -> dict[str, float]:
+                 profile: Path | None = None, timeout: float = TIMEOUT,
+                 repeat: int = 3) -> dict[str, float]:
     """Sync of ``entries`` entries of ``authors`` chains from node A to an empty node B.
 
     Returns entries/s and bytes/s from B's session start until B holds all,
     the raw stream and raw verify rates measured in the same run, and the
     ratios.  ``profile``: write B's cProfile stats (go to done) there.
+    ``repeat``: tries of each raw baseline, the best counts (the sync runs once:
+    it is the slow part, and a few seconds long from 10,000 entries on).
     """
+    _check_repeat(repeat)
     chains = make_chains(entries=entries, authors=authors, now=int(time.time()))
     flat = [e for c in chains for e in c]
     with tempfile.TemporaryDirectory(prefix="shinyo-bench-sync-") as tmp:
@@ -462,19 +444,28 @@ def measure_sync(*, entries: int, authors: int, one_process: bool = False,
     size = _check_held(run, flat)
     b = run.nodes[1]
     seconds = b["done"] - b["session"]
-    stream = trio.run(_raw_stream_rate, size)
-    verify = raw_verify_rate(flat)
+    # Both directions of B's session stream, Hello to the last Entries: the
+    # raw stream carries exactly as many bytes (in one direction).
+    carried = b["stream_read"] + b["stream_written"]
+    if carried < size:
+        raise BenchError(f"node B's stream carried {carried} bytes, fewer than the "
+                         f"{size} bytes of the entries it holds")
+    stream = trio.run(partial(stream_rate, carried, repeat=repeat))
+    verify = raw_verify_rate(flat, repeat=repeat)
     return {
         "entries": entries,
         "authors": authors,
         "processes": len(groups),
         "bytes": size,
+        "stream_bytes": carried,
         "connect_s": b["session"] - run.start,
         "sync_s": seconds,
         "sync_entries_per_s": entries / seconds,
         "sync_bytes_per_s": size / seconds,
+        "sync_stream_bytes_per_s": carried / seconds,
         "raw_stream_bytes_per_s": stream,
-        "ratio_stream": size / seconds / stream,
+        # Both rates carry the same bytes: sync time over raw stream time.
+        "ratio_stream": carried / seconds / stream,
         "raw_verify_per_s": verify,
         "ratio_verify": entries / seconds / verify,
         # Share of one core B's process used from "go" to done: near 1.0, B's
@@ -486,12 +477,13 @@ def measure_sync(*, entries: int, authors: int, one_process: bool = False,
 
 def measure_convergence(*, nodes: int = 5, entries: int = 10_000, one_process: bool = False,
                         peer_exchange: bool = True, profile: Path | None = None,
-                        timeout: float = TIMEOUT) -> dict[str, float]:
+                        timeout: float = TIMEOUT, repeat: int = 3) -> dict[str, float]:
     """``nodes`` nodes in a line of bootstraps, ``entries`` spread across their stores
     (``AUTHORS_PER_NODE`` whole chains each); the time until every node holds all.
     ``profile``: a directory for each child's cProfile stats (go to done)."""
     if type(nodes) is not int or nodes < 2:
         raise BenchError("convergence needs at least 2 nodes")
+    _check_repeat(repeat)
     authors = AUTHORS_PER_NODE * nodes
     if entries < authors:
         raise BenchError(f"give at least {authors} entries: one per author")
@@ -512,6 +504,11 @@ def measure_convergence(*, nodes: int = 5, entries: int = 10_000, one_process: b
     size = _check_held(run, flat)
     done = [r["done"] - run.start for r in run.nodes]
     delivered = entries * (nodes - 1)  # each entry starts at one node and reaches the others
+    # The limit: every delivered entry is one signature check somewhere, and
+    # the machine's cores can do raw checks at this rate between them.
+    cores = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=cores) as pool:
+        verify_all = raw_verify_rate(flat, pool=pool, repeat=repeat)
     return {
         "nodes": nodes,
         "entries": entries,
@@ -521,7 +518,10 @@ def measure_convergence(*, nodes: int = 5, entries: int = 10_000, one_process: b
         "first_node_s": min(done),
         "convergence_s": max(done),
         "delivered_entries_per_s": delivered / max(done),
+        "raw_verify_all_cores_per_s": verify_all,
+        "ratio_verify_all_cores": delivered / max(done) / verify_all,
         # Cores the node processes kept busy until each was done, of os.cpu_count().
+        "cores": cores,
         "cores_busy": sum(run.cpu) / max(done),
         "peer_exchange": float(peer_exchange),
         "profiled": float(profile is not None),
@@ -531,40 +531,49 @@ def measure_convergence(*, nodes: int = 5, entries: int = 10_000, one_process: b
 # -- command line ------------------------------------------------------------------------
 
 
-def linearity(results: Sequence[dict[str, float]]) -> list[dict[str, float]]:
-    """Sync time per entry at each size over that at the previous size: 1.0 is linear."""
-    return [{"from": a["entries"], "to": b["entries"],
-             "time_per_entry_ratio": (b["sync_s"] / b["entries"]) / (a["sync_s"] / a["entries"])}
-            for a, b in itertools.pairwise(results)]
+def sync_growth(results: Sequence[dict[str, Any]]) -> Growth:
+    """How sync time per entry grows over :func:`measure_sync` results (sizes ascending);
+    the baseline is raw verification of the same entries, measured with each."""
+    return Growth(what="sync", sizes=tuple(int(r["entries"]) for r in results),
+                  per_entry_s=tuple(r["sync_s"] / r["entries"] for r in results),
+                  baseline_per_entry_s=tuple(1 / r["raw_verify_per_s"] for r in results))
 
 
-def print_sync(results: Sequence[dict[str, float]]) -> None:
-    """Human output of :func:`measure_sync` results, sizes ascending, and their linearity."""
+def print_sync(results: Sequence[dict[str, Any]]) -> None:
+    """Human output of :func:`measure_sync` results, sizes ascending, and their growth."""
     r0 = results[0]
     print(f"sync: node A -> empty node B, {r0['authors']:.0f} authors, "
           f"{'one process' if r0['processes'] == 1 else 'a process per node'}, 127.0.0.1; "
-          f"ratios to raw QUIC and raw PyNaCl verify:")
-    print(f"  {'entries':>8} {'MB':>6} {'connect s':>9} {'sync s':>7} {'entries/s':>9} "
+          f"against a raw aioquic stream carrying the same bytes and raw PyNaCl verify "
+          f"of the same entries:")
+    print(f"  {'entries':>8} {'MB':>6} {'wire MB':>7} {'sync s':>7} {'entries/s':>9} "
           f"{'MB/s':>6} {'raw MB/s':>8} {'ratio':>6} {'verify/s':>8} {'ratio':>6} {'B busy':>6}")
     for r in results:
-        print(f"  {r['entries']:>8.0f} {r['bytes'] / 1e6:>6.2f} {r['connect_s']:>9.3f} "
+        print(f"  {r['entries']:>8.0f} {r['bytes'] / 1e6:>6.2f} {r['stream_bytes'] / 1e6:>7.2f} "
               f"{r['sync_s']:>7.2f} {r['sync_entries_per_s']:>9.0f} "
-              f"{r['sync_bytes_per_s'] / 1e6:>6.2f} {r['raw_stream_bytes_per_s'] / 1e6:>8.1f} "
-              f"{r['ratio_stream']:>6.3f} {r['raw_verify_per_s']:>8.0f} "
-              f"{r['ratio_verify']:>6.3f} {r['receiver_busy']:>6.2f}")
-    for lin in linearity(results):
-        print(f"  time per entry at {lin['to']:.0f} is {lin['time_per_entry_ratio']:.2f}x "
-              f"that at {lin['from']:.0f} (1.00 is linear growth)")
+              f"{r['sync_stream_bytes_per_s'] / 1e6:>6.2f} "
+              f"{r['raw_stream_bytes_per_s'] / 1e6:>8.1f} {r['ratio_stream']:>6.3f} "
+              f"{r['raw_verify_per_s']:>8.0f} {r['ratio_verify']:>6.3f} "
+              f"{r['receiver_busy']:>6.2f}")
+    print("  (MB: the entries; wire MB: both directions of B's session stream, which the raw "
+          "stream carries too; sync s: from B's session start until B holds every entry)")
+    if len(results) > 1:
+        g = sync_growth(results)
+        print(f"  time per entry relative to {g.sizes[0]}: "
+              + ", ".join(f"{n}: {r:.2f}x" for n, r in zip(g.sizes, g.relative, strict=True))
+              + f"; linear: {g.verdict}")
 
 
-def print_convergence(c: dict[str, float]) -> None:
+def print_convergence(c: dict[str, Any]) -> None:
     """Human output of a :func:`measure_convergence` result."""
     print(f"convergence: {c['nodes']:.0f} nodes (line of bootstraps, peer exchange "
           f"{'on' if c['peer_exchange'] else 'off'}), {c['entries']:.0f} entries of "
           f"{c['authors']:.0f} authors spread across them:")
     print(f"  every node holds every entry after {c['convergence_s']:.2f} s (first node "
           f"{c['first_node_s']:.2f} s); {c['delivered_entries_per_s']:.0f} entries/s "
-          f"delivered in all, {c['cores_busy']:.2f} of {os.cpu_count()} cores busy")
+          f"delivered in all = {c['ratio_verify_all_cores']:.3f} of raw verify on all "
+          f"cores ({c['raw_verify_all_cores_per_s']:.0f}/s); "
+          f"{c['cores_busy']:.2f} of {c['cores']:.0f} cores busy")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -581,6 +590,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="write cProfile stats of the receiving nodes here (profiling "
                              "slows them: the figures of such a run are not comparable)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="tries of each raw baseline; the best counts")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -591,16 +602,16 @@ def main(argv: list[str] | None = None) -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     sync = [measure_sync(entries=n, authors=args.authors, one_process=args.one_process,
                          profile=None if args.profile is None
-                         else args.profile / f"sync-{n}.prof")
-            for n in args.entries]
+                         else args.profile / f"sync-{n}.prof", repeat=args.repeat)
+            for n in sorted(set(args.entries))]
     convergence = None
     if args.nodes:
         convergence = measure_convergence(
             nodes=args.nodes, entries=args.convergence_entries, one_process=args.one_process,
-            peer_exchange=not args.no_peer_exchange, profile=args.profile)
+            peer_exchange=not args.no_peer_exchange, profile=args.profile, repeat=args.repeat)
     if args.json:
-        print(json.dumps({"schema": "shinyo-bench-sync/1", "sync": sync,
-                          "linearity": linearity(sync), "convergence": convergence},
+        print(json.dumps({"schema": "shinyo-bench-sync/2", "sync": sync,
+                          "growth": sync_growth(sync).to_json(), "convergence": convergence},
                          sort_keys=True))
         return
     print_sync(sync)

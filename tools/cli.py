@@ -322,47 +322,19 @@ def cmd_proof_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Proof verification against raw PyNaCl, measured in this run."""
+    """shinyo against the raw parts, as ratios measured in this run (docs/BENCHMARKS.md)."""
     from . import bench  # noqa: PLC0415 - only this command needs it
-    from .bench_quic import measure_stream_throughput  # noqa: PLC0415
-    from .bench_store import bench_store  # noqa: PLC0415
-    from .bench_sync import (  # noqa: PLC0415
-        linearity,
-        measure_convergence,
-        measure_sync,
-        print_convergence,
-        print_sync,
-    )
 
-    results = [bench.bench_verify(n) for n in args.trades]
-    store = bench_store(n=args.store_entries)
-    quic_mb_s = round(measure_stream_throughput(megabytes=args.quic_megabytes), 1)
-    sync = [measure_sync(entries=n, authors=10) for n in args.sync_entries]
-    convergence = (measure_convergence(nodes=5, entries=args.convergence_entries)
-                   if args.convergence_entries else None)
+    plan = bench.plan_for("quick" if args.quick else "growth" if args.growth else "default",
+                          sizes=args.sizes, trades=args.trades,
+                          store_entries=args.store_entries, sync_entries=args.sync_entries,
+                          quic_megabytes=args.quic_megabytes,
+                          convergence_entries=args.convergence_entries)
+    report = bench.run(plan, progress=bench.progress_to_stderr)
     if args.json:
-        print(json.dumps({"schema": "shinyo-bench/1", "verify": results, "store": store,
-                          "raw_quic_stream_mb_per_s": quic_mb_s, "sync": sync,
-                          "sync_linearity": linearity(sync), "convergence": convergence},
-                         sort_keys=True))
-        return EXIT_OK
-    print("proof verification vs raw PyNaCl verify of the same signatures on one core:")
-    print(f"  {'trades':>7} {'entries':>8} {'bytes/trade':>12} {'1 core/s':>9} "
-          f"{'ratio':>6} {'all cores/s':>12} {'ratio':>6} {'raw/s':>8}")
-    for r in results:
-        print(f"  {r['trades']:>7} {r['entries']:>8} {r['bytes_per_trade']:>12} "
-              f"{r['verify_entries_per_s']:>9} {r['ratio']:>6} "
-              f"{r['verify_all_cores_entries_per_s']:>12} {r['ratio_all_cores']:>6} "
-              f"{r['raw_pynacl_verify_per_s']:>8}")
-    print(f"store inserts (batches of 1,000) vs raw SQLite executemany of the same rows, "
-          f"{store['entries']:.0f} entries:")
-    print(f"  store {store['store_add_many_per_s']:>9.0f}/s   "
-          f"raw {store['raw_executemany_per_s']:>9.0f}/s   ratio {store['ratio']:.2f}")
-    print(f"raw aioquic stream between two processes on loopback (the sync baseline): "
-          f"{quic_mb_s} MB/s")
-    print_sync(sync)
-    if convergence is not None:
-        print_convergence(convergence)
+        print(json.dumps(report, sort_keys=True))
+    else:
+        bench.print_report(report)
     return EXIT_OK
 
 
@@ -405,18 +377,28 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="stable JSON (spec/proof.md 5)")
     ver.add_argument("--trades", action="store_true", help="list every trade")
     ver.set_defaults(func=cmd_verify)
-    bench = sub.add_parser("bench", help="measure shinyo against the raw parts, as ratios")
-    bench.add_argument("--trades", type=int, nargs="+", default=[100, 1000],
-                       help="history sizes to measure (default: 100 1000)")
-    bench.add_argument("--json", action="store_true")
-    bench.add_argument("--store-entries", type=int, default=20_000,
+    bench = sub.add_parser("bench", help="measure shinyo against the raw parts, as ratios",
+                           description="Every figure is a ratio to the raw part measured in "
+                           "the same run; see docs/BENCHMARKS.md.")
+    preset = bench.add_mutually_exclusive_group()
+    preset.add_argument("--quick", action="store_true",
+                        help="a fast subset: growth from 1k to 4k entries (~15 s)")
+    preset.add_argument("--growth", action="store_true",
+                        help="growth from 1k to 100k entries (~3 min; default: 1k to 10k, "
+                        "~30 s)")
+    bench.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    bench.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                       help="entries for every growth series (verify, store, sync)")
+    bench.add_argument("--trades", type=int, nargs="+", metavar="N",
+                       help="proof bundles to verify, in trades (6 entries each)")
+    bench.add_argument("--store-entries", type=int, nargs="+", metavar="N",
                        help="entries for the store insert measurement")
-    bench.add_argument("--quic-megabytes", type=int, default=64,
-                       help="bytes for the raw aioquic stream measurement, in MB")
-    bench.add_argument("--sync-entries", type=int, nargs="+", default=[1000, 10_000],
-                       help="entries synced between two nodes (default: 1000 10000)")
-    bench.add_argument("--convergence-entries", type=int, default=10_000,
-                       help="entries five nodes converge on (0 skips it)")
+    bench.add_argument("--sync-entries", type=int, nargs="+", metavar="N",
+                       help="entries synced between two nodes (e.g. to leave out 100k)")
+    bench.add_argument("--quic-megabytes", type=int, metavar="MB",
+                       help="bytes for the bulk raw aioquic stream figure (default: 64)")
+    bench.add_argument("--convergence-entries", type=int, metavar="N",
+                       help="entries five nodes converge on (default: 10000; 0 skips it)")
     bench.set_defaults(func=cmd_bench)
     sim = sub.add_parser("sim", help="the seeded attack simulation (docs/SIMULATION.md)",
                          description="Honest traders and attackers in one seeded market, "
