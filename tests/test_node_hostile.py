@@ -27,6 +27,7 @@ from shinyo.node._node import BAN_TIME
 from shinyo.node._peer import PeerSession
 from shinyo.node._peerauth import TransportError
 from shinyo.node._quic import ConnectionRefused, PeerConnection, QuicEndpoint
+from shinyo.tools.hostile_peer import SessionEnded
 from shinyo.wire import (
     MAX_FRAME_SIZE,
     Bye,
@@ -142,7 +143,7 @@ async def offend_until_dropped(h: Hostile, session: PeerSession, offences: list[
 
 async def drain(hostile: Hostile) -> list[Message]:
     """Whatever the node sent before the connection ended."""
-    with suppress(AssertionError, TransportError, trio.BrokenResourceError):
+    with suppress(SessionEnded):
         await hostile.read_until(lambda m: False)
     return hostile.received
 

@@ -280,13 +280,16 @@ class SessionEnded(ShinyoError):
 
 @asynccontextmanager
 async def open_session(endpoint: QuicEndpoint, address: Address, *,
-                       expect_key: Pseudonym | None = None) -> AsyncIterator[HostileSession]:
+                       expect_key: Pseudonym | None = None,
+                       session: type[HostileSession] = HostileSession,
+                       ) -> AsyncIterator[HostileSession]:
     """Connect to the node at ``address`` and open the session stream; nothing is
-    sent (the node learns of the stream with its first byte).  Raises the
-    transport's errors, e.g. ``ConnectionRefused`` when the node is full."""
+    sent (the node learns of the stream with its first byte).  ``session``: the
+    class to wrap it in (a subclass may add checks).  Raises the transport's
+    errors, e.g. ``ConnectionRefused`` when the node is full."""
     conn = await endpoint.connect(address, expect_key=expect_key)
     try:
         stream = await conn.open_stream()
-        yield HostileSession(conn, stream, key=endpoint.node_key)
+        yield session(conn, stream, key=endpoint.node_key)
     finally:
         await conn.aclose()
