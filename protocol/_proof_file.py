@@ -17,8 +17,9 @@ names for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._cbor import encode
 from ._constants import (
@@ -34,6 +35,8 @@ from ._entry import Entry, entry_id
 from ._errors import DecodeError, NonCanonical, Oversize, UnsupportedVersion, VerificationError
 
 __all__ = ["ProofFile", "pack_entries", "read_proof_file", "unpack_entries"]
+
+T = TypeVar("T")
 
 _UINT, _BYTES, _ARRAY = 0, 2, 4
 _MAJOR_NAMES = ("integer", "negative integer", "byte string", "text string", "array", "map",
@@ -236,11 +239,13 @@ def _unpack(raw: bytes, key: bytes, before: tuple[int, bytes] | None
     return seq, payload, signature
 
 
-def parse_packed(key: bytes, items: Sequence[bytes]) -> list[Entry | VerificationError]:
-    """Unpack and parse one array of a proof in one pass, without building the
-    envelope bytes: the verifier's path.  Signatures are NOT yet checked
-    (:func:`shinyo._entry.check_signatures` does, possibly in parallel)."""
-    out: list[Entry | VerificationError] = []
+def _unpack_array(key: bytes, items: Sequence[bytes],
+                  finish: Callable[[bytes, bytes], tuple[T | VerificationError, bytes]],
+                  ) -> list[T | VerificationError]:
+    """One array of a proof, in order: each item unpacked, then ``finish``ed
+    into ``(result, entry id)``.  An item that cannot be unpacked becomes its
+    error, in its place, and leaves the next item nothing to derive from."""
+    out: list[T | VerificationError] = []
     before: tuple[int, bytes] | None = None
     for raw in items:
         try:
@@ -249,15 +254,29 @@ def parse_packed(key: bytes, items: Sequence[bytes]) -> list[Entry | Verificatio
             out.append(exc)
             before = None
             continue
-        try:
-            entry = Entry._from_parts(payload, signature)
-        except VerificationError as exc:
-            out.append(exc)
-            before = (seq, entry_id(payload))  # it unpacked: the next may derive from it
-            continue
-        out.append(entry)
-        before = (seq, entry.id)
+        result, eid = finish(payload, signature)
+        out.append(result)
+        before = (seq, eid)
     return out
+
+
+def _parsed(payload: bytes, signature: bytes) -> tuple[Entry | VerificationError, bytes]:
+    try:
+        entry = Entry._from_parts(payload, signature)
+    except VerificationError as exc:
+        return exc, entry_id(payload)  # it unpacked: the next may derive from it
+    return entry, entry.id
+
+
+def _enveloped(payload: bytes, signature: bytes) -> tuple[bytes, bytes]:
+    return encode([payload, signature]), entry_id(payload)
+
+
+def parse_packed(key: bytes, items: Sequence[bytes]) -> list[Entry | VerificationError]:
+    """Unpack and parse one array of a proof in one pass, without building the
+    envelope bytes: the verifier's path.  Signatures are NOT yet checked
+    (:func:`shinyo._entry.check_signatures` does, possibly in parallel)."""
+    return _unpack_array(key, items, _parsed)
 
 
 def unpack_entries(key: bytes, items: Sequence[bytes]) -> list[bytes | VerificationError]:
@@ -267,15 +286,4 @@ def unpack_entries(key: bytes, items: Sequence[bytes]) -> list[bytes | Verificat
     verifier still reports failures in the spec's order.  Nothing here checks
     a signature or a chain rule: the entry decoder and the chain do.
     """
-    out: list[bytes | VerificationError] = []
-    before: tuple[int, bytes] | None = None
-    for raw in items:
-        try:
-            seq, payload, signature = _unpack(raw, key, before)
-        except VerificationError as exc:
-            out.append(exc)
-            before = None
-            continue
-        out.append(encode([payload, signature]))
-        before = (seq, entry_id(payload))
-    return out
+    return _unpack_array(key, items, _enveloped)
