@@ -18,10 +18,12 @@ import fcntl
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -32,11 +34,45 @@ from ._config import NodeConfig
 from ._control import TOKEN_FILE, serve_control, write_token
 from ._node import NodeError, load_identity, open_node
 
-__all__ = ["LOCK_FILE", "configure_logging", "home_lock", "run_daemon"]
+__all__ = ["LOCK_FILE", "READY", "Ready", "configure_logging", "home_lock", "ready_line",
+           "run_daemon"]
 
 LOCK_FILE: Final = "node.lock"
 READY: Final = "shinyo node ready"
 """First word of the line on stdout that says the node is up (scripts wait for it)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ready:
+    """What the ready line says: the pseudonym, the UDP address, the control socket."""
+
+    pseudonym: str
+    host: str
+    port: int
+    control: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, line: str) -> Ready | None:
+        """The ready line's parts; None if ``line`` is not one (the node did not start)."""
+        m = _READY_LINE.fullmatch(line.strip())
+        if m is None:
+            return None
+        return cls(pseudonym=m["pseudonym"], host=m["host"], port=int(m["port"]),
+                   control=m["control"])
+
+
+_READY_LINE = re.compile(re.escape(READY) + r": pseudonym (?P<pseudonym>\S+) listening on "
+                         r"(?P<host>\S+):(?P<port>\d+), control (?P<control>.+)")
+
+
+def ready_line(ready: Ready) -> str:
+    """The line :meth:`Ready.parse` reads back."""
+    return (f"{READY}: pseudonym {ready.pseudonym} listening on {ready.address}, "
+            f"control {ready.control}")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -97,8 +133,9 @@ async def _serve(config: NodeConfig, passphrase: str | None) -> None:
                         return
 
                 nursery.start_soon(on_signal)
-                print(f"{READY}: pseudonym {node.pseudonym.to_text()} listening on "
-                      f"{node.address[0]}:{node.address[1]}, control {socket_path}", flush=True)
+                print(ready_line(Ready(pseudonym=node.pseudonym.to_text(), host=node.address[0],
+                                       port=node.address[1], control=str(socket_path))),
+                      flush=True)
                 await commands.stopping.wait()
                 nursery.cancel_scope.cancel()
         finally:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from shinyo.node._daemon import Ready
+
 PASS = "correct horse battery staple"
 WAIT = 30.0
 
@@ -52,10 +54,11 @@ class Daemon:
                 stdin=subprocess.DEVNULL)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # blocks until ready (or the process died)
-        if not line.startswith("shinyo node ready"):
+        ready = Ready.parse(line)
+        if ready is None:
             self.stop(signal.SIGKILL)
             raise AssertionError(f"daemon did not start: {line!r}\n{self.log.read_text()}")
-        self.address = line.split(" listening on ")[1].split(",")[0]
+        self.address = ready.address
 
     def wait(self) -> int:
         code = self.proc.wait(timeout=WAIT)
@@ -155,3 +158,13 @@ def test_node_run_without_an_identity_says_how_to_make_one(tmp_path: Path) -> No
                   check=False)
     assert done.returncode == 2
     assert "shinyo id new" in done.stderr
+
+
+def test_the_ready_line_reads_back_what_the_daemon_wrote() -> None:
+    from shinyo.node._daemon import ready_line  # noqa: PLC0415
+
+    for host in ("127.0.0.1", "::1"):
+        ready = Ready(pseudonym="sy1example", host=host, port=4433, control="/run/x/control.sock")
+        assert Ready.parse(ready_line(ready) + "\n") == ready
+    assert Ready.parse("Traceback (most recent call last):") is None
+    assert Ready.parse("") is None

@@ -28,7 +28,7 @@ from typing import Any, Final
 from shinyo import SigningIdentity
 from shinyo.node._config import CONFIG_FILE
 from shinyo.node._control import ControlClient, ControlError
-from shinyo.node._daemon import LOCK_FILE, READY
+from shinyo.node._daemon import LOCK_FILE, Ready
 from shinyo.node._keystore import PASSPHRASE_ENV, create_keyfile
 
 from .crash_checks import _Acks
@@ -82,11 +82,12 @@ class _Daemon:
     def read_ready(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the ready line; False if it did not come."""
         assert self.proc is not None and self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith(READY):
+        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if readable else ""
+        ready = Ready.parse(line)
+        if ready is None:
             return False
-        self.port = int(line.split(" listening on ")[1].split(",")[0].rsplit(":", 1)[1])
+        self.port = ready.port
         self.ready = True
         return True
 

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import shinyo
 from shinyo.node._control import ControlClient, ControlError
-from shinyo.node._daemon import READY
+from shinyo.node._daemon import Ready
 from shinyo.node._keystore import PASSPHRASE_ENV, create_keyfile
 
 __all__ = ["DemoError", "run_demo"]
@@ -182,16 +182,14 @@ class Network:
         for name, proc in started:
             assert proc.stdout is not None
             line = proc.stdout.readline()
-            if not line.startswith(READY):
+            ready = Ready.parse(line)
+            if ready is None:
                 proc.kill()
                 proc.wait()
                 tail = (self.root / f"{name}.log").read_text()[-2000:]
                 raise DemoError(f"the {name} daemon did not start: {line.strip()!r}\n{tail}")
-            # "shinyo node ready: pseudonym P listening on H:P, control ..."
-            pseudonym = line.split(" pseudonym ")[1].split()[0]
-            address = line.split(" listening on ")[1].split(",")[0]
-            daemon = Daemon(name=name, home=self.root / name, proc=proc, address=address,
-                            pseudonym=pseudonym)
+            daemon = Daemon(name=name, home=self.root / name, proc=proc, address=ready.address,
+                            pseudonym=ready.pseudonym)
             self.daemons[name] = daemon
             out.append(daemon)
         return out

@@ -59,6 +59,7 @@ from shinyo._sync import MAX_HELD_BYTES, MAX_HELD_ENTRIES, MAX_OUTSTANDING_WANTS
 from shinyo._wire import MAX_HEADS
 from shinyo.node._config import NodeConfig, parse_address
 from shinyo.node._control import ControlClient
+from shinyo.node._daemon import Ready
 from shinyo.node._keystore import create_keyfile
 from shinyo.node._node import STORE_FILE, Node, open_node
 from shinyo.node._peer import MAX_PROOF_ANSWERS, MAX_QUEUED_FORKS, PUSH_QUEUE
@@ -237,10 +238,11 @@ class Target:
         except BaseException:
             await _stop(proc)
             raise
-        if not line.startswith("shinyo node ready"):
+        ready = Ready.parse(line)
+        if ready is None:
             await _stop(proc)
             raise CampaignError(f"the target did not start: {line!r}")
-        return cls(home, proc, line.split(" listening on ")[1].split(",")[0], log)
+        return cls(home, proc, ready.address, log)
 
     async def call(self, command: str) -> Any:
         return await trio.to_thread.run_sync(self.control.call, command)
