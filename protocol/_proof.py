@@ -246,6 +246,15 @@ def verify_proof(
     several cores.  The verdict, and which failure is reported first, does not
     depend on it.
     """
+    return verify_proof_entries(data, now=now, policies=policies, map=map)[0]
+
+
+def verify_proof_entries(
+    data: bytes, *, now: int, policies: Sequence[Policy] = (), map: MapFn = map
+) -> tuple[ProofReport, Chain, dict[Pseudonym, list[Entry]]]:
+    """:func:`verify_proof`, also returning what it verified: the subject's chain
+    and each counterparty's entries (for trust evidence, _trust.py, which would
+    otherwise parse the bundle a second time)."""
     parts = read_proof_file(data)
     forks_list = parts.forks
     subject = Pseudonym(key=parts.subject)
@@ -286,7 +295,7 @@ def verify_proof(
         subject=subject, head_seq=len(chain), as_of=now, trades=tuple(outcomes), scores=report,
         forked_counterparties=tuple(sorted(forked, key=lambda p: p.key)),
         entries=parts.items - len(parts.others), size=len(data),
-    )
+    ), chain, others
 
 
 def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry],

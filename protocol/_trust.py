@@ -48,8 +48,7 @@ from ._constants import HASH_SIZE, MAX_SEQ, MAX_STARS, MIN_STARS
 from ._entry import Entry, MapFn
 from ._errors import InvalidBody, LocalProtocolError, VerificationError
 from ._identity import Pseudonym
-from ._proof import ProofReport, verify_proof
-from ._proof_file import parse_packed, read_proof_file
+from ._proof import ProofReport, verify_proof_entries
 from ._scoring import Policy
 from ._trade import TradeSession, TradeState, feed_in_order
 
@@ -123,16 +122,6 @@ def _stars(value: object, what: str) -> int:
 def _view_entries(view: TradeView) -> list[Entry]:
     entries = (view.opened, view.cancel, view.commit, view.reveal, view.retract, view.response)
     return sorted((e for e in entries if e is not None), key=lambda e: e.seq)
-
-
-def _verified(items: list[Entry | VerificationError]) -> list[Entry]:
-    """Entries of a bundle that :func:`verify_proof` accepted: none is an error."""
-    out = []
-    for item in items:
-        if isinstance(item, VerificationError):
-            raise item  # unreachable for a verified bundle; never hide it
-        out.append(item)
-    return out
 
 
 class TrustEvidence:
@@ -290,15 +279,11 @@ class TrustEvidence:
             raise TrustOversize(f"more than {self._limits.max_bundles} evidence bundles "
                                 "(spec/trust.md 7)")
         self._bundles += 1
-        report = verify_proof(data, now=now, policies=policies, map=map)
-        parts = read_proof_file(data)
-        # The bundle verified, so this second parse only rebuilds what the
-        # report does not carry: the subject's vouches and both parties' reveals.
-        chain = Chain.from_entries(_verified(parse_packed(parts.subject, parts.own)))
+        report, chain, others = verify_proof_entries(data, now=now, policies=policies, map=map)
         theirs: dict[bytes, dict[bytes, list[Entry]]] = {}
-        for key, items in parts.others:
-            groups = theirs.setdefault(key, {})
-            for e in _verified(parse_packed(key, items)):
+        for who, entries in others.items():
+            groups = theirs.setdefault(who.key, {})
+            for e in entries:
                 if e.trade is not None:
                     groups.setdefault(e.trade, []).append(e)
         for who in report.forked_counterparties:
