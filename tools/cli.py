@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import shinyo
@@ -230,6 +230,11 @@ def _trust(args: argparse.Namespace, evidence: shinyo.TrustEvidence, report: shi
                               policies=weighted)
 
 
+def _print_scores(scores: Mapping[str, float | None]) -> None:
+    for name, value in scores.items():
+        print(f"  {name:<28} {'-' if value is None else f'{value:.2f}'}")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify a proof file offline and score its subject (spec/proof.md, spec/trust.md)."""
     chosen = [shinyo.parse_policy(p) for p in args.policy]
@@ -266,8 +271,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"{ok}  {report.subject}")
     print(f"  tier {s.tier}   as of {_when(as_of)} UTC   chain head seq {report.head_seq}   "
           f"{report.entries} entries, {report.size} bytes")
-    for name, value in s.scores.items():
-        print(f"  {name:<28} {'-' if value is None else f'{value:.2f}'}")
+    _print_scores(s.scores)
     c = s.counts
     print(f"  trades {c['trades']}: rated {c['rated']}, withheld {c['withheld']}, "
           f"stalled {c['stalled']}, expired {c['expired']}, retracted {c['retracted']}, "
@@ -280,8 +284,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 f"weighted from {len(trust.roots)} root(s)")
         print(f"  trust: {seen}; {trust.trusted_rated:g} trusted rated trades, "
               f"tier {trust.tier}" + ("; SUBJECT FORKED" if trust.forked else ""))
-        for name, value in trust.scores.items():
-            print(f"  {name:<28} {'-' if value is None else f'{value:.2f}'}")
+        _print_scores(trust.scores)
     if report.forked_counterparties:
         print("  forked counterparties (their evidence ignored): "
               + ", ".join(p.short() for p in report.forked_counterparties))
