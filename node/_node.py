@@ -108,6 +108,9 @@ class Node:
         self._closing = False  # shutting down: no new session, no new dial
         self.listen_port: int | None = endpoint.address[1]
         self.sync_interval = config.sync_interval
+        # Entry signatures are checked off the event loop (``_peer.py``), one
+        # thread per core: more would only queue on the cores.
+        self.verify_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
 
     # -- identity ---------------------------------------------------------------
 

@@ -2,13 +2,22 @@
 
 Theory of operation
 -------------------
-A session is a reader task and a writer task around the connection's session
-stream (spec/transport.md 5.1: the client's first stream after authentication).
+A session is a reader, an ingest task and a writer around the connection's
+session stream (spec/transport.md 5.1: the client's first stream after
+authentication).
 
-The *reader* decodes frames, checks their order (wire.md 6.2), charges the
-rate limit (10.1), and acts on each message at once: it answers nothing
-itself, it only *queues*.  It never waits for the writer, so two nodes busy
-answering each other's Wants cannot deadlock on each other's flow control.
+The *reader* decodes frames, checks their order (wire.md 6.2), counts Wants
+(7.3) and charges the rate limit (10.1).  For a Push or an expected answer
+it also parses the entries (:meth:`Replica.prepare`) and, for a batch worth
+it, starts their signature check in a worker thread.  It hands each message
+to the *ingest task* over a channel of :data:`INGEST_DEPTH`, which acts on
+them in the order read: it waits for a batch's check, then places and stores
+it (:meth:`Replica.commit`), plans Wants, queues answers.  So one message's
+signatures are checked on another core while the next is parsed and the one
+before is stored (the costly step is 55 % of a node's ingest; BENCHMARKS.md),
+and when the ingest falls behind, the full channel stops the reader and QUIC
+flow control stops the peer.  Neither task waits for the writer, so two nodes
+busy answering each other's Wants cannot deadlock on each other's flow control.
 
 The *writer* sends what the session owes, in this order:
 
@@ -40,6 +49,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import trio
@@ -76,7 +86,7 @@ from shinyo.wire import (
 
 from ._peerauth import TransportError
 from ._quic import PeerConnection, QuicStream
-from ._replica import Received, Replica
+from ._replica import Batch, Received, Replica
 
 __all__ = ["PUSH_QUEUE", "PeerSession", "SessionHost"]
 
@@ -98,6 +108,13 @@ CLOSE_GRACE: Final = 2.0
 PACE: Final = 0.9
 """Our charged messages use this share of the peer's default budget (10.1)."""
 SOFTWARE: Final = "shinyo/0.1.0"
+INGEST_DEPTH: Final = 4
+"""Admitted messages waiting for the ingest task; with the reader's one in hand,
+at most this + 1 messages' entries are held parsed, and at most as many
+signature checks run at once for one peer (bounded memory: wire.md 12)."""
+THREAD_MIN_ENTRIES: Final = 8
+"""Signatures worth a worker thread: below it, the hand-off costs more than the
+check (one is ~60 µs; LIMITS.md), so the ingest task checks them itself."""
 
 _CHARGED = (Heads, Push, Fork, Peers, ProofRequest, Unknown)
 
@@ -108,6 +125,8 @@ class SessionHost(Protocol):
     replica: Replica
     listen_port: int | None
     sync_interval: float
+    verify_limiter: trio.CapacityLimiter
+    """Worker threads checking entry signatures, node-wide (one per core)."""
 
     @property
     def node_key(self) -> Pseudonym: ...
@@ -122,6 +141,17 @@ class SessionHost(Protocol):
     def ban(self, session: PeerSession, reason: str) -> None: ...
     def wants_released(self) -> None:
         """Ranges in flight were given up: every session plans its Wants again."""
+
+
+@dataclass(slots=True, eq=False)
+class _Inbound:
+    """A message the reader admitted, on its way to the ingest task."""
+
+    msg: Message
+    batch: Batch | None = None
+    """Its entries, parsed (Push, Entries): :meth:`Replica.commit` stores them."""
+    checking: trio.Event | None = None
+    """Set when a worker thread has checked the batch's signatures."""
 
 
 class _Dropped(Exception):
@@ -163,6 +193,8 @@ class PeerSession:
         self._wake = trio.Event()
         self._read_done = trio.Event()
         self._write_done = trio.Event()
+        self._ingest_done = trio.Event()
+        self._read_scope = trio.CancelScope()
         self.hello: Hello | None = None
         self.registered = False
         self.closed_because = ""
@@ -233,11 +265,15 @@ class PeerSession:
     # -- running ----------------------------------------------------------------
 
     async def run(self) -> None:
+        send, receive = trio.open_memory_channel[_Inbound](INGEST_DEPTH)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, nursery.cancel_scope)
                 nursery.start_soon(self._tick_loop)
-                await self._read_loop()
+                nursery.start_soon(self._ingest_loop, receive)
+                with self._read_scope:
+                    await self._read_loop(send, nursery)
+                await self._ingest_done.wait()  # what was read is acted on first
                 self._read_done.set()
                 self.close(Bye(code="normal", reason=""))
                 await self._write_done.wait()
@@ -248,35 +284,45 @@ class PeerSession:
             with trio.CancelScope(shield=True):
                 await self.conn.aclose()
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, send: trio.MemorySendChannel[_Inbound],
+                         nursery: trio.Nursery) -> None:
         decoder = FrameDecoder()
-        try:
-            while True:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    decoder.eof()
-                    if not self._finish and self._bye is None:
-                        self.closed_because = self.closed_because or "peer finished its stream"
-                        self._finish = True
-                        self._wake.set()
-                    return
-                for msg, size in decoder.feed_frames(data):
-                    self._last_message = trio.current_time()
-                    self._handle(msg, size)
-        except IncompatibleVersion as exc:
-            logger.info("%r: %s", self, exc)
-            self.close(Bye.for_error(exc))
-        except WireError as exc:
-            offence = offence_for(exc)
-            if offence is not None:
-                self._charge(offence, str(exc), exc.code)
-            self.close(Bye.for_error(exc))
-        except _Dropped:
-            pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError, TransportError) as exc:
-            self.closed_because = self.closed_because or f"connection lost ({exc})"
-            self._finish = True
-            self._wake.set()
+        with send:  # closed on the way out: the ingest task drains, then ends
+            try:
+                while True:
+                    data = await self.stream.receive_some(65536)
+                    if not data:
+                        decoder.eof()
+                        if not self._finish and self._bye is None:
+                            self.closed_because = (self.closed_because
+                                                   or "peer finished its stream")
+                            self._finish = True
+                            self._wake.set()
+                        return
+                    # A read's frames are admitted with no checkpoint between them
+                    # (so, e.g., a 17th Want in one write is seen before the writer
+                    # answers any), then handed on; a full channel stops reading.
+                    admitted = [inbound for msg, size in decoder.feed_frames(data)
+                                if (inbound := self._admit(msg, size, nursery)) is not None]
+                    for inbound in admitted:
+                        await send.send(inbound)
+            except IncompatibleVersion as exc:
+                logger.info("%r: %s", self, exc)
+                self.close(Bye.for_error(exc))
+            except WireError as exc:
+                self._wire_error(exc)
+            except _Dropped:
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, TransportError) as exc:
+                self.closed_because = self.closed_because or f"connection lost ({exc})"
+                self._finish = True
+                self._wake.set()
+
+    def _wire_error(self, exc: WireError) -> None:
+        offence = offence_for(exc)
+        if offence is not None:
+            self._charge(offence, str(exc), exc.code)
+        self.close(Bye.for_error(exc))
 
     async def _tick_loop(self) -> None:
         interval = self.host.sync_interval
@@ -320,32 +366,86 @@ class PeerSession:
         self.host.ban(self, f"misbehaviour (last: {what})")
         return True
 
-    def _handle(self, msg: Message, size: int) -> None:
+    def _admit(self, msg: Message, size: int, nursery: trio.Nursery) -> _Inbound | None:
+        """The reader's part: order rules, rate limit, and for entries the parse,
+        with their signature check started in a worker thread."""
+        self._last_message = trio.current_time()
         self.guard.receive(msg)  # order rules: raises ProtocolViolation
         if self._bye is not None or self._finish:
-            return  # closing: read to the end, act on nothing
+            return None  # closing: read to the end, act on nothing
         if isinstance(msg, _CHARGED) and not self.limiter.admit(size, trio.current_time()):
             if self._charge(Offence.RATE, "over the rate limit"):
                 raise _Dropped
-            return
-        if isinstance(msg, Hello):
-            self._on_hello(msg)
-        elif isinstance(msg, Bye):
+            return None
+        if isinstance(msg, Bye):
             self.closed_because = f"peer said bye ({msg.code}: {msg.reason})"
             self._finish = True
             self._wake.set()
-        elif isinstance(msg, Want):
+            return None
+        if isinstance(msg, Want):
+            # Counted as read, with no checkpoint since the read (above): so a
+            # 17th Want in one write is over the bound before any is answered.
             self.sync.accept_want(msg)  # raises ProtocolViolation beyond 16
+        inbound = _Inbound(msg=msg)
+        if isinstance(msg, Push) or (isinstance(msg, Entries) and self.sync.expects(msg)):
+            # An answer nobody asked for is refused unparsed (by _act, in order).
+            inbound.batch = batch = self.host.replica.prepare(
+                msg.entries, answer=msg if isinstance(msg, Entries) else None)
+            if batch.unchecked >= THREAD_MIN_ENTRIES:
+                inbound.checking = trio.Event()
+                nursery.start_soon(self._check, inbound)
+        return inbound
+
+    async def _check(self, inbound: _Inbound) -> None:
+        assert inbound.batch is not None and inbound.checking is not None
+        try:
+            await trio.to_thread.run_sync(Replica.check, inbound.batch,
+                                          limiter=self.host.verify_limiter)
+        finally:
+            inbound.checking.set()
+
+    async def _ingest_loop(self, receive: trio.MemoryReceiveChannel[_Inbound]) -> None:
+        """Act on what the reader admitted, in order (wire.md 7.4: an answer's
+        entries are placed in order, and Heads are planned against them)."""
+        try:
+            with receive:
+                async for inbound in receive:
+                    if inbound.checking is not None:
+                        await inbound.checking.wait()
+                    try:
+                        self._act(inbound)
+                    except WireError as exc:
+                        self._wire_error(exc)
+        except _Dropped:
+            self._read_scope.cancel()
+        finally:
+            self._ingest_done.set()
+
+    def _act(self, inbound: _Inbound) -> None:
+        msg, batch = inbound.msg, inbound.batch
+        if batch is not None:
+            # Entries were read before any close: they are stored (verified
+            # entries are never thrown away), whatever happened since.
+            if isinstance(msg, Entries):
+                self._on_entries(msg, batch)
+            else:
+                if not batch.checked:
+                    Replica.check(batch)
+                self._apply(self.host.replica.commit(batch, now=self.host.wall_time()))
+            return
+        if self._bye is not None or self._finish:
+            return  # closing: act on nothing more
+        if isinstance(msg, Hello):
+            self._on_hello(msg)
+        elif isinstance(msg, Want):
+            # Queued in order: its answer follows whatever was read before it.
             self._answers.append(msg)
             self._wake.set()
         elif isinstance(msg, Entries):
-            self._on_entries(msg)
+            self._on_entries(msg, None)
         elif isinstance(msg, Heads):
             plan = self.sync.on_heads(msg, self.host.replica)
             self._queue_wants(plan.wants)
-        elif isinstance(msg, Push):
-            received = self.host.replica.receive(msg.entries, now=self.host.wall_time())
-            self._apply(received)
         elif isinstance(msg, Fork):
             self._on_fork(msg)
         elif isinstance(msg, Peers):
@@ -367,14 +467,17 @@ class PeerSession:
         for proof in self.host.replica.ledger.store.forks()[:MAX_QUEUED_FORKS]:
             self.push_fork(proof)
 
-    def _on_entries(self, msg: Entries) -> None:
+    def _on_entries(self, msg: Entries, batch: Batch | None) -> None:
         try:
             self.sync.on_entries(msg)
         except Unsolicited as exc:
             self.offend(exc)
             return
-        received = self.host.replica.receive(msg.entries, now=self.host.wall_time(), answer=msg)
-        self._apply(received)
+        if batch is None:  # expected now, not when it was read (a Want expired)
+            batch = self.host.replica.prepare(msg.entries, answer=msg)
+        if not batch.checked:
+            Replica.check(batch)
+        self._apply(self.host.replica.commit(batch, now=self.host.wall_time()))
 
     def _apply(self, received: Received) -> None:
         self.stats["entries_in"] += len(received.stored)

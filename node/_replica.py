@@ -3,15 +3,25 @@
 Theory of operation (spec/wire.md 7.4, 7.5, 8.2, 8.3)
 -----------------------------------------------------
 Peers send raw entries in two kinds of message: an ``Entries`` answer to one
-of our Wants, and an unasked ``Push``.  :meth:`Replica.receive` takes either
-and, for each raw entry in order:
+of our Wants, and an unasked ``Push``.  The replica takes either in three
+stages, so that a session can run them as a pipeline (``_peer.py``):
+
+:meth:`~Replica.prepare`, for each raw entry in order:
 
 1. skips it if it is a pushed copy of an id we verified recently (seen-set,
    8.2; the id is read from the envelope, no signature check yet);
-2. decodes and verifies it (shinyo.md 6.4) -- a failure is the sender's
+2. parses it (shinyo.md 6.4 steps 1-7a) -- a failure is the sender's
    offence, and ends an answer (7.4 step 2);
 3. checks an answer holds the author and seqs asked for (7.4 step 2);
-4. places it against our copy of its chain (7.5) and acts:
+4. skips it if we hold that very payload (its signature was checked when
+   we stored it).
+
+:meth:`~Replica.check` verifies the signatures (6.4 step 7b), touching no
+replica state, so it may run in a worker thread.
+
+:meth:`~Replica.commit`, in one transaction, for each entry in order: a bad
+signature is an offence and ends an answer; a good entry's id joins the
+seen-set, and the entry is placed against our copy of its chain (7.5):
 
    ========== ==========================================================
    append     the ledger runs the chain and trade rules and stores it
@@ -36,7 +46,15 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from shinyo import Entry, ForkProof, FutureTimestamp, Pseudonym, VerificationError
+from shinyo import (
+    Entry,
+    ForkProof,
+    FutureTimestamp,
+    LocalProtocolError,
+    Pseudonym,
+    VerificationError,
+)
+from shinyo._entry import check_signatures
 from shinyo.wire import (
     Entries,
     Head,
@@ -51,7 +69,7 @@ from shinyo.wire import (
 
 from ._ledger import IngestStatus, Ledger
 
-__all__ = ["Received", "Replica"]
+__all__ = ["Batch", "Received", "Replica"]
 
 logger = logging.getLogger("shinyo.node")
 
@@ -73,7 +91,25 @@ class Received:
     failed_authors: set[Pseudonym] = field(default_factory=set)
     """Chains the sender sent invalid entries of: ask it nothing more this round."""
     skipped: int = 0
-    """Pushed entries skipped unverified because the seen-set held their ids."""
+    """Entries skipped unverified: ids in the seen-set, payloads we hold."""
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """One message's entries between the stages of :class:`Replica`'s receive."""
+
+    answer: Entries | None
+    """The answer the entries came in, or None for a Push."""
+    items: list[Entry | VerificationError] = field(default_factory=list)
+    """Parsed entries (signatures unchecked until :meth:`Replica.check`) and the
+    errors met, in message order; an answer's end at its first error."""
+    skipped: int = 0
+    checked: bool = False
+
+    @property
+    def unchecked(self) -> int:
+        """Signatures :meth:`Replica.check` has to verify."""
+        return 0 if self.checked else sum(isinstance(i, Entry) for i in self.items)
 
 
 class Replica:
@@ -126,41 +162,78 @@ class Replica:
         return [subject, *{view.counterparty for view in chain.trades.values()}]
 
     # -- receiving ---------------------------------------------------------------
+    #
+    # Three stages, so a session can check one message's signatures in a worker
+    # thread while it parses the next and stores the one before (``_peer.py``):
+    # prepare (parse, cheap skips), check (signatures; thread-safe, touches no
+    # replica state) and commit (place and store, in message order).
 
     def receive(self, raws: Sequence[bytes], *, now: int,
                 answer: Entries | None = None) -> Received:
-        """Handle the raw entries of one Push (``answer`` None) or one answer."""
-        out = Received()
-        with self.ledger.batch():  # one transaction per message, committed before gossip
-            self._receive(raws, now, answer, out)
-        return out
+        """Handle the raw entries of one Push (``answer`` None) or one answer, in
+        one call: :meth:`prepare`, :meth:`check`, :meth:`commit`."""
+        batch = self.prepare(raws, answer=answer)
+        self.check(batch)
+        return self.commit(batch, now=now)
 
-    def _receive(self, raws: Sequence[bytes], now: int, answer: Entries | None,
-                 out: Received) -> None:
+    def prepare(self, raws: Sequence[bytes], *, answer: Entries | None = None) -> Batch:
+        """Stage 1: parse each raw entry (shinyo.md 6.4 steps 1-7a), skipping the
+        ones a signature check would be wasted on.
+
+        The skips read the replica as it is now; a batch prepared while earlier
+        ones are still in flight may verify an entry those store first, and
+        :meth:`commit` then finds it a duplicate.  Wasted work, never a wrong
+        result: a skip only ever drops bytes we hold a verified copy of.
+        """
+        batch = Batch(answer=answer)
         for i, raw in enumerate(raws):
             if answer is None:
                 rid = peek_id(raw)
                 if rid is not None and rid in self.seen:
-                    out.skipped += 1
+                    batch.skipped += 1
                     continue
             try:
-                entry = Entry._parse(raw)  # spec 6.4 steps 1-7a; the signature below
+                entry = Entry._parse(raw)  # the signature is stage 2
                 if answer is not None:
                     check_answer(answer, [entry], start=i)
-                if place(entry, self) is Placement.DUPLICATE:
-                    # We hold this very payload, its signature checked when it was
-                    # stored; these bytes are dropped, so the costly step is skipped.
-                    out.skipped += 1
-                    continue
-                entry._check_signature()
             except VerificationError as exc:
-                out.errors.append(exc)
+                batch.items.append(exc)
                 if answer is not None:
-                    out.failed_authors.add(answer.author)
                     break  # 7.4 step 2: the entries after a failure are discarded
                 continue
-            self.seen.add(entry.id)
-            self._place(entry, now, out)
+            if place(entry, self) is Placement.DUPLICATE:
+                # We hold this very payload, its signature checked when it was
+                # stored; these bytes are dropped, so the costly step is skipped.
+                batch.skipped += 1
+                continue
+            batch.items.append(entry)
+        return batch
+
+    @staticmethod
+    def check(batch: Batch) -> None:
+        """Stage 2: check the batch's signatures (6.4 step 7b), in place.  Reads and
+        writes nothing but ``batch``, so it may run in a worker thread."""
+        batch.items = check_signatures(batch.items)
+        batch.checked = True
+
+    def commit(self, batch: Batch, *, now: int) -> Received:
+        """Stage 3: place and store a checked batch (7.5) in one transaction,
+        committed before the caller gossips what was stored."""
+        if not batch.checked:
+            raise LocalProtocolError("commit() of a batch whose signatures were not checked: "
+                                     "call check() first (shinyo.md 6.4 step 7b)")
+        out = Received(skipped=batch.skipped)
+        with self.ledger.batch():
+            for item in batch.items:
+                if isinstance(item, VerificationError):
+                    out.errors.append(item)
+                    if batch.answer is not None:
+                        out.failed_authors.add(batch.answer.author)
+                        break  # 7.4 step 2, for a bad signature too
+                    continue
+                self.seen.add(item.id)
+                self._place(item, now, out)
+        return out
 
     def _place(self, entry: Entry, now: int, out: Received) -> None:
         placement = place(entry, self)

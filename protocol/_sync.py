@@ -497,6 +497,11 @@ class PeerSync:
             del self._holes[author]
         return Want(author=author, first=lo, last=last)
 
+    def expects(self, msg: Entries) -> bool:
+        """Whether :meth:`on_entries` would take ``msg`` now; changes nothing (a
+        node may skip the work on an answer that will be refused)."""
+        return msg.want in self._out or msg.want in self._late
+
     def on_entries(self, msg: Entries) -> None:
         """Match an answer to its Want (raise :class:`Unsolicited` if none); a short
         answer means the peer holds no more of that chain."""

@@ -200,7 +200,9 @@ def stored_chains(home: Path, authors: Sequence[Pseudonym]) -> dict[Pseudonym, l
 
 
 async def test_restart_mid_sync_keeps_what_was_stored_and_catches_up(tmp_path: Path) -> None:
-    n = 400  # per chain: two Wants of at most 256 (wire.md 5) per chain, four answers
+    # Per chain: six Wants of at most 256 (wire.md 5), twelve answers in all -- more
+    # than a stopping node's session still stores of what it had read (INGEST_DEPTH).
+    n = 1500
     start = int(time.time()) - 86_400  # in the past: a peer refuses future timestamps
     chains = {11: proposals(11, 12, n, start=start), 12: proposals(12, 11, n, start=start)}
     authors = [identity(a).pseudonym for a in chains]
