@@ -102,9 +102,11 @@ class Ledger:
         return self.participant.pseudonym
 
     def chain(self, author: Pseudonym) -> Chain | None:
-        if author == self.pseudonym:
+        # Others first: the hot path of every entry from a peer.
+        chain = self.participant.others.get(author)
+        if chain is None and author == self.pseudonym:
             return self.participant.chain
-        return self.participant.others.get(author)
+        return chain
 
     # -- entries from peers -------------------------------------------------------
 

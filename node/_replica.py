@@ -263,9 +263,8 @@ class Replica:
             if result.trade_error is not None:
                 logger.info("entry %d of %s breaks a trade rule (%s); stored, its trade "
                             "ignores it", entry.seq, entry.author.short(), result.trade_error)
-            head = self.head(entry.author)
-            assert head is not None
-            for later in self.held.ready(entry.author, head[0]):
+            # Appended: the chain's head is this entry now.
+            for later in self.held.ready(entry.author, entry.seq):
                 self._place(later, now, out)
         elif result.status is IngestStatus.INVALID:
             assert result.error is not None
