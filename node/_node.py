@@ -50,7 +50,7 @@ from shinyo import (
 from shinyo._constants import NONCE_SIZE
 from shinyo._ratelimit import BAN_TIME as _BAN_SECONDS
 from shinyo._wire import MAX_PEERS as MAX_PEER_HINTS
-from shinyo.wire import Bye, PeerAddress, Peers, push_targets
+from shinyo.wire import Bye, PeerAddress, Peers, is_news, push_targets
 
 from ._config import NodeConfig
 from ._keystore import load_keyfile
@@ -384,8 +384,9 @@ class Node:
 
     def gossip(self, received: Received, *, source: PeerSession | None) -> None:
         peers = list(self.sessions.values())
-        if received.stored:
-            raws = [e.encode() for e in received.stored]
+        now = self.wall_time()
+        raws = [e.encode() for e in received.stored if is_news(e, now=now)]  # wire.md 8.1
+        if raws:
             # A session still waiting for its peer's Hello is not in ``sessions``,
             # but its opening Heads round (wire.md 7.2) may already be out, taken
             # before these entries: push to it as well, or the peer learns of them

@@ -57,6 +57,7 @@ __all__ = [
     "check_answer",
     "encoded_size",
     "heads_pages",
+    "is_news",
     "peek_id",
     "place",
     "push_targets",
@@ -75,6 +76,8 @@ MAX_TRACKED_AUTHORS: Final = 4 * MAX_HEADS
 """Authors one peer's sync planner keeps state for (wire.md 12: per-peer state is
 bounded).  Heads of further authors are skipped; a later round lists them again."""
 GOSSIP_FANOUT: Final = 8
+PUSH_HORIZON: Final = 600
+"""Seconds: an entry older than this is not news, and is not pushed (wire.md 8.1)."""
 ANTI_ENTROPY_INTERVAL: Final = 60.0
 PEX_INTERVAL: Final = 300.0
 
@@ -667,6 +670,14 @@ class SeenSet:
 
 
 _T = TypeVar("_T")
+
+
+def is_news(entry: Entry, *, now: int, horizon: int = PUSH_HORIZON) -> bool:
+    """Whether a newly stored ``entry`` is worth pushing (wire.md 8.1): written
+    within ``horizon`` seconds of ``now``.  An older one reached us by a pull
+    or a catch-up, and so, most likely, every peer that follows its chain:
+    pushing it would duplicate their own pulls."""
+    return entry.timestamp >= now - horizon
 
 
 def push_targets(

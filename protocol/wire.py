@@ -12,6 +12,7 @@ here, with time passed in.
 from ._framing import FrameDecoder, SessionGuard, encode_frame, negotiate
 from ._ratelimit import Offence, PenaltyScore, RateLimiter, TokenBucket, offence_for
 from ._sync import (
+    PUSH_HORIZON,
     Behind,
     Held,
     LocalView,
@@ -24,6 +25,7 @@ from ._sync import (
     check_answer,
     encoded_size,
     heads_pages,
+    is_news,
     peek_id,
     place,
     push_targets,
@@ -61,6 +63,7 @@ from ._wire import (
 __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_PUSH_ENTRIES",
+    "PUSH_HORIZON",
     "WIRE_VERSION",
     "BadAnswer",
     "BadMessage",
@@ -105,6 +108,7 @@ __all__ = [
     "encode_frame",
     "encoded_size",
     "heads_pages",
+    "is_news",
     "negotiate",
     "offence_for",
     "peek_id",

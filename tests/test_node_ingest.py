@@ -5,6 +5,7 @@ signatures checked in a worker thread, and placed and stored in order
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,11 @@ from shinyo.node._ledger import Ledger
 from shinyo.node._peer import INGEST_DEPTH, THREAD_MIN_ENTRIES
 from shinyo.node._replica import Batch, Replica
 from shinyo.node._store import Store
-from shinyo.wire import MAX_PUSH_ENTRIES, Entries, Push, encode_frame
+from shinyo.wire import MAX_PUSH_ENTRIES, PUSH_HORIZON, Entries, Push, encode_frame, is_news
 
 from ._hostile import attack, hostile_endpoint, poll, stranger
 from ._nodes import WAIT, holds, identity, running
-from .test_node_hostile import broken_signature, chain, session_of
+from .test_node_hostile import CTX, broken_signature, chain, session_of, target_and_honest
 
 NOW = 2_000_000_000  # later than every entry's timestamp (chain() signs them in the past)
 
@@ -179,3 +180,37 @@ async def test_a_full_ingest_pipeline_stops_the_reader_and_loses_nothing(
             lambda: all(holds(target, a.pseudonym, MAX_PUSH_ENTRIES) for a in authors),
             timeout=WAIT)
         assert len(prepared) == len(pushes)
+
+
+# -- what is pushed on (wire.md 8.1) ------------------------------------------------------------
+
+
+def test_an_entry_is_news_for_push_horizon_seconds() -> None:
+    entry = chain(stranger(50), 1)[0]
+    t = entry.timestamp
+    assert is_news(entry, now=t + PUSH_HORIZON)
+    assert not is_news(entry, now=t + PUSH_HORIZON + 1)
+    assert is_news(entry, now=t - 30)  # a writer's clock ahead of ours: still news
+
+
+async def test_a_catch_up_is_not_pushed_on_and_news_is(tmp_path: Path) -> None:
+    old, new = stranger(51), stranger(52)
+    bystander = stranger(200).pseudonym
+    then = int(time.time()) - 2 * PUSH_HORIZON
+    history = [old.propose(bystander, context=CTX, terms=bytes([i]) * 32, timestamp=then + i)
+               for i in range(5)]
+    async with target_and_honest(tmp_path) as (target, honest), \
+            hostile_endpoint(38) as ep, attack(ep, target) as h:
+        await h.hello()
+        await session_of(target, h)
+        onward = target.sessions[honest.node_key]
+        await h.exchange(Push(entries=tuple(e.encode() for e in history)),
+                         probe=old.pseudonym)
+        assert target.store.count(old.pseudonym) == 5
+        assert onward.stats["pushed"] == 0  # not news: the honest node pulls it
+        honest.anti_entropy()
+        await honest.wait_until(lambda: holds(honest, old.pseudonym, 5), timeout=WAIT)
+        await h.exchange(Push(entries=tuple(e.encode() for e in chain(new, 3))),
+                         probe=new.pseudonym)
+        await honest.wait_until(lambda: holds(honest, new.pseudonym, 3), timeout=WAIT)
+        assert onward.stats["pushed"] == 3

@@ -263,6 +263,11 @@ async def _watch(node: Node, expect: int, report: dict[str, Any]) -> None:
     streams = [s.stream for s in node.sessions.values()]
     report["stream_read"] = sum(s._read for s in streams)
     report["stream_written"] = sum(s._written for s in streams)
+    # Entries this node sent in answers and in pushes, over its sessions at
+    # the end (peers stay connected through a run): the duplicates of gossip.
+    report["sent"] = sum(s.stats["entries_out"] + s.stats["pushed"]
+                         for s in node.sessions.values())
+    report["pushed"] = sum(s.stats["pushed"] for s in node.sessions.values())
 
 
 async def _child(spec: dict[str, Any]) -> None:
@@ -523,6 +528,9 @@ def measure_convergence(*, nodes: int = 5, entries: int = 10_000, one_process: b
         # Cores the node processes kept busy until each was done, of os.cpu_count().
         "cores": cores,
         "cores_busy": sum(run.cpu) / max(done),
+        # Entries sent between nodes, for each one delivered (1.0: no duplicates).
+        "sent_per_delivered": sum(r["sent"] for r in run.nodes) / delivered,
+        "pushed_per_delivered": sum(r["pushed"] for r in run.nodes) / delivered,
         "peer_exchange": float(peer_exchange),
         "profiled": float(profile is not None),
     }
@@ -573,7 +581,9 @@ def print_convergence(c: dict[str, Any]) -> None:
           f"{c['first_node_s']:.2f} s); {c['delivered_entries_per_s']:.0f} entries/s "
           f"delivered in all = {c['ratio_verify_all_cores']:.3f} of raw verify on all "
           f"cores ({c['raw_verify_all_cores_per_s']:.0f}/s); "
-          f"{c['cores_busy']:.2f} of {c['cores']:.0f} cores busy")
+          f"{c['cores_busy']:.2f} of {c['cores']:.0f} cores busy; "
+          f"{c['sent_per_delivered']:.2f} entries sent per entry delivered "
+          f"({c['pushed_per_delivered']:.2f} pushed)")
 
 
 def main(argv: list[str] | None = None) -> None:
