@@ -62,11 +62,14 @@ from ._quic import PeerConnection, QuicEndpoint, TransportLimits
 from ._replica import Received, Replica
 from ._store import PeerSource, Store
 
-__all__ = ["BAN_TIME", "Node", "NodeError", "open_node"]
+__all__ = ["BAN_TIME", "MAX_BANS", "Node", "NodeError", "open_node"]
 
 logger = logging.getLogger("shinyo.node")
 
 BAN_TIME: Final = int(_BAN_SECONDS)
+MAX_BANS: Final = 4096
+"""Node keys refused at once (wire.md 10.2).  Node keys cost nothing to make, so
+without a bound every misbehaving session would leave a ban behind for an hour."""
 STORE_FILE: Final = "store.sqlite"
 SESSION_STREAM_TIMEOUT: Final = 10.0
 """Seconds an inbound connection may take to open its session stream."""
@@ -401,13 +404,24 @@ class Node:
         if received.stored or received.forks:
             self._notify()
 
+    def _ban(self, node_key: bytes, until: float) -> None:
+        banned = self._banned
+        banned.pop(node_key, None)
+        if len(banned) >= MAX_BANS:
+            now = trio.current_time()
+            for key in [k for k, end in banned.items() if end <= now]:
+                del banned[key]
+            while len(banned) >= MAX_BANS:  # the ban ending first is lifted early
+                del banned[min(banned, key=banned.__getitem__)]
+        banned[node_key] = until
+
     def _is_banned(self, node_key: bytes) -> bool:
         return self._banned.get(node_key, 0.0) > trio.current_time()
 
     def ban(self, session: PeerSession, reason: str) -> None:
         logger.warning("dropping %s at %s:%d: %s", session.peer_key.short(), *session.address,
                        reason)
-        self._banned[session.peer_key.key] = trio.current_time() + BAN_TIME
+        self._ban(session.peer_key.key, trio.current_time() + BAN_TIME)
         address = session.dial_address
         if address is not None and self.store.peer(*address) is not None:
             self.store.ban(*address, until=self.wall_time() + BAN_TIME)

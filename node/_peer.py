@@ -100,6 +100,12 @@ MAX_PROOF_ANSWERS: Final = 4
 dropped unanswered (a queued answer per request would let a peer that stops
 reading grow the queue without bound, wire.md 12)."""
 PEX_INTERVAL: Final = 300.0
+HELLO_TIMEOUT: Final = 10.0
+"""Seconds a peer has to send its Hello (wire.md 6.2): until then its session
+holds a connection slot and can do nothing else."""
+WRITE_TIMEOUT: Final = 60.0
+"""Seconds one frame may wait for the peer to read (transport.md 5.2): a peer
+that stops reading holds its session's writer, so the session is aborted."""
 SILENCE_TIMEOUT: Final = 300.0
 """A peer that sends no complete message for this long is gone (or holding a
 slot with a partial frame): its session ends (wire.md 6.3; 5 x ANTI_ENTROPY_INTERVAL)."""
@@ -152,6 +158,10 @@ class _Inbound:
     """Its entries, parsed (Push, Entries): :meth:`Replica.commit` stores them."""
     checking: trio.Event | None = None
     """Set when a worker thread has checked the batch's signatures."""
+
+
+class _Stalled(Exception):
+    """The writer stops: the peer has not read a frame for ``WRITE_TIMEOUT``."""
 
 
 class _Dropped(Exception):
@@ -270,6 +280,7 @@ class PeerSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, nursery.cancel_scope)
                 nursery.start_soon(self._tick_loop)
+                nursery.start_soon(self._hello_deadline)
                 nursery.start_soon(self._ingest_loop, receive)
                 with self._read_scope:
                     await self._read_loop(send, nursery)
@@ -323,6 +334,11 @@ class PeerSession:
         if offence is not None:
             self._charge(offence, str(exc), exc.code)
         self.close(Bye.for_error(exc))
+
+    async def _hello_deadline(self) -> None:
+        await trio.sleep(HELLO_TIMEOUT)
+        if self.hello is None:
+            self.close(Bye(code="normal", reason=f"no Hello within {HELLO_TIMEOUT:.0f} s"))
 
     async def _tick_loop(self) -> None:
         interval = self.host.sync_interval
@@ -528,25 +544,35 @@ class PeerSession:
 
     async def _write_loop(self, session_scope: trio.CancelScope) -> None:
         try:
-            await self.stream.send_all(encode_frame(Hello(
-                port=self.host.listen_port, software=SOFTWARE)))
+            await self._send(encode_frame(Hello(port=self.host.listen_port, software=SOFTWARE)))
             while True:
                 if self._bye is not None or self._finish:
                     if self._bye is not None:
-                        await self.stream.send_all(encode_frame(self._bye))
+                        await self._send(encode_frame(self._bye))
                     await self.stream.send_eof()
                     break
                 frame = self._next_frame()
                 if frame is None:
                     await self._idle()
                     continue
-                await self.stream.send_all(frame)
+                await self._send(frame)
             with trio.move_on_after(CLOSE_GRACE):  # for the peer to finish its side
                 await self._read_done.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError, TransportError) as exc:
             self.closed_because = self.closed_because or f"connection lost ({exc})"
+        except _Stalled:
+            # No Bye: a peer that reads nothing would not read it either.
+            self.closed_because = (f"the peer read nothing for {WRITE_TIMEOUT:.0f} s "
+                                   "(transport.md 5.2)")
+            logger.info("%r: %s", self, self.closed_because)
         self._write_done.set()
         session_scope.cancel()
+
+    async def _send(self, frame: bytes) -> None:
+        with trio.move_on_after(WRITE_TIMEOUT) as waited:
+            await self.stream.send_all(frame)
+        if waited.cancelled_caught:
+            raise _Stalled
 
     async def _idle(self) -> None:
         """Wait for work, or for the pacing budget to allow a charged message."""
