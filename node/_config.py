@@ -58,6 +58,10 @@ class NodeConfig:
     listen: str = "127.0.0.1:7400"
     bootstrap: tuple[str, ...] = ()
     max_peers: int = 32
+    max_inbound_per_host: int = 0
+    """Inbound connections from one source host; 0: an eighth of the node's
+    connections, at least 2 (spec/transport.md 9.3).  Raise it for peers behind
+    one NAT address."""
     sync_interval: float = 30.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
@@ -77,6 +81,10 @@ class NodeConfig:
             parse_address(peer, what="bootstrap peer")
         if not 1 <= self.max_peers <= 1000:
             raise ConfigError("max_peers must be between 1 and 1000")
+        if not 0 <= self.max_inbound_per_host <= self.max_connections:
+            raise ConfigError(f"max_inbound_per_host must be between 0 (automatic) and "
+                              f"{self.max_connections}, the node's connections for "
+                              f"max_peers = {self.max_peers}")
         for name in ("sync_interval", "reconnect_min", "reconnect_max", "idle_timeout"):
             if not 0 < getattr(self, name) <= 86_400:
                 raise ConfigError(f"{name} must be a number of seconds in (0, 86400]")
@@ -85,6 +93,16 @@ class NodeConfig:
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ConfigError("synchronous must be NORMAL (survives a crashed process) or "
                               "FULL (also survives power loss)")
+
+    @property
+    def max_connections(self) -> int:
+        """QUIC connections at once, inbound and outbound, of any state."""
+        return max(2 * self.max_peers, 8)
+
+    @property
+    def inbound_per_host(self) -> int:
+        """:attr:`max_inbound_per_host`, with 0 resolved (spec/transport.md 9.3)."""
+        return self.max_inbound_per_host or max(2, self.max_connections // 8)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -106,8 +124,8 @@ class NodeConfig:
 SECTIONS: dict[str, tuple[str, ...]] = {
     "node": ("log_level", "log_json"),
     "identity": ("key_file", "insecure_plaintext_key"),
-    "network": ("listen", "bootstrap", "max_peers", "sync_interval", "reconnect_min",
-                "reconnect_max", "idle_timeout", "peer_exchange"),
+    "network": ("listen", "bootstrap", "max_peers", "max_inbound_per_host", "sync_interval",
+                "reconnect_min", "reconnect_max", "idle_timeout", "peer_exchange"),
     "store": ("synchronous",),
     "control": ("control_socket",),
 }

@@ -587,13 +587,11 @@ async def open_node(
     try:
         ledger = Ledger.open(store, identity)
         host, port = config.listen_address
-        # Inbound connections cannot take every slot (spec/transport.md 9.3): an
-        # eighth at most (and 2) from one source host, and room kept for the
-        # node's own dials.
-        max_connections = max(2 * config.max_peers, 8)
+        # Inbound connections cannot take every slot (spec/transport.md 9.3): a
+        # cap per source host, and room kept for the node's own dials.
         limits = TransportLimits(idle_timeout=config.idle_timeout,
-                                 max_connections=max_connections,
-                                 max_inbound_per_host=max(2, max_connections // 8),
+                                 max_connections=config.max_connections,
+                                 max_inbound_per_host=config.inbound_per_host,
                                  reserved_outbound=min_outbound(config))
         endpoint_args: dict[str, Any] = (
             {"datagrams": datagrams} if datagrams is not None else {"host": host, "port": port})

@@ -35,6 +35,8 @@ def test_file_then_overrides(tmp_path: Path) -> None:
     ("[network]\nlisen = '1:2'\n", "unknown option 'lisen'"),
     ("[network]\nmax_peers = 'many'\n", "max_peers must be of type int"),
     ("[network]\nmax_peers = 0\n", "between 1 and 1000"),
+    ("[network]\nmax_peers = 4\nmax_inbound_per_host = 9\n", "between 0 .* and 8"),
+    ("[network]\nmax_inbound_per_host = -1\n", "max_inbound_per_host"),
     ("[network]\nlisten = 'nowhere'\n", "host:port"),
     ("[network]\nreconnect_min = 9.0\nreconnect_max = 2.0\n", "reconnect_min"),
     ("[store]\nsynchronous = 'OFF'\n", "NORMAL"),
@@ -53,3 +55,11 @@ def test_addresses() -> None:
         parse_address("127.0.0.1:70000")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(Path("/nonexistent"), file=Path("/nonexistent/x.toml"))
+
+
+@pytest.mark.parametrize(("max_peers", "option", "per_host"), [
+    (2, 0, 2), (32, 0, 8), (1000, 0, 250), (2, 8, 8), (32, 1, 1)])
+def test_the_per_host_cap_defaults_to_an_eighth_of_the_connections(
+        tmp_path: Path, max_peers: int, option: int, per_host: int) -> None:
+    c = load_config(tmp_path, overrides={"max_peers": max_peers, "max_inbound_per_host": option})
+    assert c.inbound_per_host == per_host  # spec/transport.md 9.3

@@ -385,6 +385,26 @@ async def test_a_slow_partial_frame_does_not_stall_the_node(tmp_path: Path) -> N
         assert await banned(target, h)
 
 
+async def test_the_per_host_cap_is_the_configured_one(tmp_path: Path) -> None:
+    # Peers behind one NAT address share a source host: the operator raises the cap.
+    async with running(tmp_path, 1, max_inbound_per_host=3) as target, \
+            AsyncExitStack() as stack:
+        assert target.endpoint.limits.max_inbound_per_host == 3
+        ep = await stack.enter_async_context(hostile_endpoint(50, host="127.0.0.50"))
+        for _ in range(3):
+            await stack.enter_async_context(aclosing_conn(await ep.connect(target.address)))
+        with pytest.raises(ConnectionRefused):
+            await ep.connect(target.address)
+
+
+@asynccontextmanager
+async def aclosing_conn(conn: PeerConnection) -> AsyncIterator[PeerConnection]:
+    try:
+        yield conn
+    finally:
+        await conn.aclose()
+
+
 async def test_a_connection_flood_is_refused_at_the_limit(tmp_path: Path) -> None:
     async with target_and_honest(tmp_path, max_peers=2, peer_exchange=False) as (target, honest):
         limits = target.endpoint.limits
