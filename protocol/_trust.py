@@ -26,9 +26,25 @@ Theory of operation
    edges shrinks every step and cannot multiply, so the region's total is at
    most four times what its attack edges carry, however many pseudonyms it
    holds.
-4. *Weights* (spec/trust.md 5).  A rater's weight is its mass against a level
+4. *The subject's view* (spec/trust.md 4.5).  The raters of subject X are
+   weighed by a walk that leaves X's own out-edges out: X may receive mass
+   but passes none on, so it cannot lend its trust to Sybils that rate it.
+   Its Sybils then get mass only through attack edges signed by others, and
+   the bound of step 3 holds for them.  One walk per subject scored.
+5. *Weights* (spec/trust.md 5).  A rater's weight is its mass against a level
    ``theta`` set by the mass distribution itself (so Sybils, holding little
    mass, cannot move it much), capped at one full rater.
+
+To score one subject (``shinyo verify``, a node answering for a pseudonym)::
+
+    graph = evidence.graph()
+    weights = trust_weights(graph, roots, subject=subject) if roots else None
+    report = trust_score(subject, outcomes, as_of=now, weights=weights)
+    verdict = weighted_meets(report, min_score=4.0)
+
+Without ``subject=`` the walk is the *shared* one over the whole graph: one
+walk for every subject, an informative approximation for rankings that
+:func:`~shinyo.trust_score` accepts only with ``shared_walk=True``.
 
 Everything is integer arithmetic with floor division in a fixed order, so a
 second implementation reproduces every mass and weight bit for bit.  Weighted
@@ -40,7 +56,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 from ._body import Propose, Reveal, Vouch, check_context
 from ._chain import Chain, Role, TradeView
@@ -57,6 +73,9 @@ __all__ = [
     "TRUST_STEPS", "WEIGHT_ONE", "TrustEvidence", "TrustGraph", "TrustLimits", "TrustOversize",
     "TrustWeights", "trust_weights",
 ]
+
+View = Literal["subject", "shared"]
+"""Whose walk weights are: one subject's view (spec/trust.md 4.5) or the shared walk."""
 
 # -- spec/trust.md 3-5: the method's constants (normative) ---------------------------
 PAIR_CAP: Final = 4
@@ -129,7 +148,8 @@ class TrustEvidence:
 
     >>> evidence = TrustEvidence()
     >>> report = evidence.add_proof(bundle, now=now)          # doctest: +SKIP
-    >>> weights = trust_weights(evidence.graph(), [root])      # doctest: +SKIP
+    >>> weights = trust_weights(evidence.graph(), [root],     # doctest: +SKIP
+    ...                         subject=report.subject)
 
     ``contexts``, if given, keeps only trades and vouches in those contexts.
     Every method checks the limits *before* storing, so memory stays bounded
@@ -437,7 +457,12 @@ class TrustGraph:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrustWeights:
-    """Every pseudonym's mass and rater weight as seen from ``roots`` (spec/trust.md 4-5)."""
+    """Every pseudonym's mass and rater weight as seen from ``roots`` (spec/trust.md 4-5).
+
+    ``subject`` says whose view the walk was: that pseudonym's out-edges were
+    left out (spec/trust.md 4.5), so these weights score that subject and no
+    other.  ``None`` is the shared walk over the whole graph.
+    """
 
     roots: tuple[Pseudonym, ...]  # the roots used, by key
     dropped_roots: tuple[Pseudonym, ...]  # named roots that are forked: not used
@@ -448,6 +473,13 @@ class TrustWeights:
     nodes: int
     edges: int
     operations: int  # edge relaxations done: at most TRUST_STEPS x edges
+    subject: Pseudonym | None = None  # whose view (4.5); None: the shared walk
+    left_out: int = 0  # the subject's out-edges the walk did not take
+
+    @property
+    def view(self) -> View:
+        """``"subject"`` for one subject's view (normative), ``"shared"`` for the shared walk."""
+        return "shared" if self.subject is None else "subject"
 
     def weight(self, who: Pseudonym) -> int:
         """``who``'s weight in millionths: 0 if unreached or forked."""
@@ -459,14 +491,26 @@ class TrustWeights:
 
 
 def trust_weights(graph: TrustGraph, roots: Iterable[Pseudonym], *,
-                  limits: TrustLimits | None = None) -> TrustWeights:
+                  limits: TrustLimits | None = None,
+                  subject: Pseudonym | None = None) -> TrustWeights:
     """Run the walk of spec/trust.md 4 from ``roots`` and weigh every rater (5).
+
+    ``subject``: the pseudonym whose raters these weights are for.  The walk
+    then leaves its out-edges out (spec/trust.md 4.5, the subject's view):
+    it may receive mass but passes none on, so it cannot lend its own trust
+    to the Sybils that rate it.  This is the normative walk for scoring one
+    subject -- pass these weights to :func:`shinyo.trust_score` for that
+    same subject.  Without ``subject`` the walk is the shared one over the
+    whole graph, an approximation for ranking many subjects at one walk's
+    cost.  A subject that is not a node (unknown, forked) or has no
+    out-edges gets the shared walk's figures, marked as its view.
 
     Raises :class:`LocalProtocolError` with no roots (score unweighted instead,
     spec/trust.md 6) or more than ``max_roots``.  Forked roots are dropped;
     if every root is forked, every weight is 0.
     """
     limits = limits or TrustLimits()
+    x = -1 if subject is None else graph.index.get(_key(subject, "subject"), -1)
     named = sorted({_key(r, "a trust root") for r in roots})
     if not named:
         raise LocalProtocolError("no trust roots: without roots the scores are unweighted "
@@ -487,6 +531,8 @@ def trust_weights(graph: TrustGraph, roots: Iterable[Pseudonym], *,
     for _ in range(TRUST_STEPS):
         nxt = [0] * n
         for u in frontier:
+            if u == x:
+                continue  # the subject's view: its mass stays with it (4.5)
             # floor(m * c * w / (d * D)) per edge (4.2): integer, order-free.
             q, den = mass[u] * CONTINUE[0], floor_den[u]
             lo, hi = off[u], off[u + 1]
@@ -513,6 +559,7 @@ def trust_weights(graph: TrustGraph, roots: Iterable[Pseudonym], *,
         forked=graph.forked,
         mass={graph.nodes[i]: v for i, v in enumerate(visits) if v},
         weights=out, theta=theta, nodes=n, edges=graph.edges, operations=operations,
+        subject=subject, left_out=0 if x < 0 else off[x + 1] - off[x],
     )
 
 

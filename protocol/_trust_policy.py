@@ -10,6 +10,11 @@ trusted ratings the subject's rated trades amount to.
 
 Without trust roots there are no weights: every weighted policy falls back to
 its unweighted twin, and the report says so (``weighted`` false, ``fallback``).
+
+The weights that score a subject are those of *its view* (spec/trust.md 4.5):
+the walk leaves the subject's own out-edges out, so it cannot lend its trust
+to raters it made itself.  :func:`trust_score` checks that the weights it is
+given were walked for the subject it scores.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from ._scoring import (
     round4,
     score,
 )
-from ._trust import TRUST_STEPS, WEIGHT_ONE, TrustWeights
+from ._trust import TRUST_STEPS, WEIGHT_ONE, TrustWeights, View
 
 __all__ = [
     "WEIGHTED_POLICIES", "TrustReport", "is_weighted", "parse_policy", "trust_score",
@@ -172,6 +177,7 @@ class TrustReport:
     tier: str
     raters: tuple[tuple[Pseudonym, int], ...]  # each counterparty's weight, millionths
     graph: dict[str, int | None] | None  # None in the fallback
+    view: View | None  # "subject" (normative, 4.5), "shared" (approximation); None: fallback
     outcomes: tuple[TradeOutcome, ...] = field(repr=False)
     weights: TrustWeights | None = field(repr=False)
 
@@ -192,6 +198,7 @@ class TrustReport:
             "raters": [{"counterparty": p.to_text(), "weight": round4(Fraction(w, WEIGHT_ONE))}
                        for p, w in self.raters],
             "graph": self.graph,
+            "view": self.view,
         }
 
 
@@ -204,16 +211,30 @@ def trust_score(
     policies: Sequence[Policy] = (),
     tiers: Sequence[Tier] = TIERS,
     tier_window_days: int = 90,
+    shared_walk: bool = False,
 ) -> TrustReport:
     """Score ``subject``'s classified trades, each weighted by its counterparty's weight.
 
-    ``policies`` are weighted policies (:func:`parse_policy`); all five by
-    default.  ``weights`` None (no roots) gives the unweighted scores,
-    flagged as such (spec/trust.md 6.4).
+    ``weights`` are the subject's view (spec/trust.md 4.5), walked for this
+    very subject; the one path for scoring one pseudonym is::
+
+        weights = trust_weights(evidence.graph(), roots, subject=subject) if roots else None
+        report = trust_score(subject, outcomes, as_of=now, weights=weights)
+
+    ``weights`` None (no roots) gives the unweighted scores, flagged as such
+    (spec/trust.md 6.4).  Weights walked for another subject are refused; the
+    shared walk (``trust_weights`` without ``subject``) only with
+    ``shared_walk=True``: an informative approximation for ranking many
+    subjects, which overstates a subject that lends trust to its own raters.
+    Its report says ``view == "shared"`` and :func:`weighted_meets` refuses
+    it.  ``policies`` are weighted policies (:func:`parse_policy`); all five
+    by default.
     """
     items = tuple(outcomes)
     if any(o.subject != subject for o in items):
         raise LocalProtocolError(f"every outcome must be one of {subject.short()}'s trades")
+    if weights is not None:
+        _check_view(subject, weights, shared_walk)
     chosen = list(policies) or [parse_policy(name) for name in WEIGHTED_POLICIES]
     for p in chosen:
         if not is_weighted(p):
@@ -229,12 +250,13 @@ def trust_score(
             trusted_rated=float(plain.counts["rated"]), completion_rate=plain.completion_rate,
             window_mean=plain.window_mean, window_weight=float(plain.window_count),
             tier=plain.tier, raters=tuple((p, WEIGHT_ONE) for p in counterparties), graph=None,
-            outcomes=items, weights=None,
+            view=None, outcomes=items, weights=None,
         )
     forked = subject.key in weights.forked
     graph: dict[str, int | None] = {
         "nodes": weights.nodes, "edges": weights.edges, "steps": TRUST_STEPS,
-        "theta": weights.theta, "operations": weights.operations}
+        "theta": weights.theta, "operations": weights.operations,
+        "left_out": weights.left_out}
     raters = tuple((p, weights.weight(p)) for p in counterparties)
     if forked:
         # A forked pseudonym passes no bar (spec/trust.md 2.3, 6.2): nothing counts.
@@ -243,7 +265,7 @@ def trust_score(
             dropped_roots=weights.dropped_roots, forked=True,
             scores={str(p): None for p in chosen}, trusted_rated=0.0, completion_rate=None,
             window_mean=None, window_weight=0.0, tier=REGULAR, raters=raters, graph=graph,
-            outcomes=items, weights=weights,
+            view=weights.view, outcomes=items, weights=weights,
         )
     pairs = _pairs(items, as_of, weights)
 
@@ -273,8 +295,23 @@ def trust_score(
         trusted_rated=round4(Fraction(total((Outcome.RATED,)), WEIGHT_ONE)),
         completion_rate=completion,
         window_mean=_round(wmean), window_weight=round4(wweight), tier=tier, raters=raters,
-        graph=graph, outcomes=items, weights=weights,
+        graph=graph, view=weights.view, outcomes=items, weights=weights,
     )
+
+
+def _check_view(subject: Pseudonym, weights: TrustWeights, shared_walk: bool) -> None:
+    """Refuse weights that were not walked for ``subject`` (spec/trust.md 4.5)."""
+    if weights.subject is None:
+        if not shared_walk:
+            raise LocalProtocolError(
+                f"these weights are the shared walk; to score {subject.short()} walk its own "
+                "view, trust_weights(graph, roots, subject=subject) (spec/trust.md 4.5), or "
+                "pass shared_walk=True to accept the shared walk as an approximation")
+    elif weights.subject != subject:
+        raise LocalProtocolError(
+            f"these weights are {weights.subject.short()}'s view, not {subject.short()}'s; "
+            "walk trust_weights(graph, roots, subject=subject) for each subject scored "
+            "(spec/trust.md 4.5)")
 
 
 def _pairs(items: Sequence[TradeOutcome], as_of: int, weights: TrustWeights
@@ -302,8 +339,16 @@ def weighted_meets(
     ``trusted_rated``, ``tier`` to the weighted tier.  A bar with no condition
     is ``min_trades=1``: one fully trusted rating's worth, so a fresh
     pseudonym -- or one rated only by strangers to the roots -- never passes.
-    A forked subject passes nothing.
+    A forked subject passes nothing.  ``report`` must be weighed in the
+    subject's view: a report from the shared walk decides no gate
+    (spec/trust.md 4.5), as it overstates a subject that lends trust to its
+    own raters.
     """
+    if report.view == "shared":
+        raise LocalProtocolError(
+            f"this report of {report.subject.short()} is from the shared walk, which decides "
+            "no gate (spec/trust.md 4.5); score it with trust_weights(graph, roots, "
+            "subject=subject)")
     if min_score is None and min_trades is None and tier is None:
         min_trades = DEFAULT_MIN_TRADES
     if tier is not None and tier not in TIER_ORDER:

@@ -215,7 +215,11 @@ def _store_evidence(evidence: shinyo.TrustEvidence, home: str) -> None:
 def _trust(args: argparse.Namespace, evidence: shinyo.TrustEvidence, report: shinyo.ProofReport,
            weighted: list[shinyo.Policy], as_of: int, pool: ThreadPoolExecutor
            ) -> shinyo.TrustReport:
-    """Weigh the subject's ratings from the --trust-root pseudonyms (spec/trust.md)."""
+    """Weigh the subject's ratings from the --trust-root pseudonyms (spec/trust.md).
+
+    The walk is the subject's view (spec/trust.md 4.5): its own out-edges are
+    left out, so it cannot lend its trust to the raters it brought.
+    """
     roots = [shinyo.Pseudonym.from_text(text) for text in args.trust_root]
     for path in args.with_bundle:
         try:
@@ -225,7 +229,8 @@ def _trust(args: argparse.Namespace, evidence: shinyo.TrustEvidence, report: shi
                               f"[{exc.failure_class}]: {exc}") from None
     if args.with_store:
         _store_evidence(evidence, args.with_store)
-    weights = shinyo.trust_weights(evidence.graph(), roots) if roots else None
+    weights = (shinyo.trust_weights(evidence.graph(), roots, subject=report.subject)
+               if roots else None)
     return shinyo.trust_score(report.subject, report.trades, as_of=as_of, weights=weights,
                               policies=weighted)
 
@@ -280,8 +285,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"  counterparties {c['counterparties']}   completion {_pct(s.completion_rate)}   "
           f"reveal rate {_pct(s.reveal_rate)}")
     if trust is not None:
+        left = (trust.graph or {}).get("left_out") or 0
         seen = ("unweighted: " + (trust.fallback or "") if not trust.weighted else
-                f"weighted from {len(trust.roots)} root(s)")
+                f"weighted from {len(trust.roots)} root(s) in the subject's view "
+                f"({left} own edge(s) left out)")
         print(f"  trust: {seen}; {trust.trusted_rated:g} trusted rated trades, "
               f"tier {trust.tier}" + ("; SUBJECT FORKED" if trust.forked else ""))
         _print_scores(trust.scores)

@@ -16,6 +16,12 @@ core (``score``, ``meets``, ``trust_weights``, ``trust_score``,
   from the chains and from the verified bundles.  The ``real`` scenario (and
   tests/test_sim.py) check that both paths agree exactly.
 
+Whoever is scored one by one -- the Sybil attacker, whitewashers, milkers, each
+trader of ``real`` -- is weighed in its own view, the walk without its own
+out-edges (spec/trust.md 4.5), as ``shinyo verify`` weighs a subject.  The
+scenarios that rank all 10,000 traders use the shared walk, the informative
+approximation of spec/trust.md 4.5 (one walk instead of one per trader).
+
 A trade's six steps are one second apart and trades start ``STEP_SECONDS``
 apart, so every chain's timestamps rise.  Randomness comes from
 ``random.Random`` seeded with strings: a run is the same on every machine.
@@ -62,7 +68,7 @@ from .sim_plot import Check, PlotsUnavailable, Result, SimError, Table, render, 
 
 __all__ = [
     "CONTEXT", "T0", "Market", "SimConfig", "SimError", "Trade", "base_market", "main", "play",
-    "run", "run_real", "scenarios", "twins", "walk",
+    "run", "run_real", "scenarios", "twins", "views", "walk",
 ]
 
 DAY: Final = 86_400
@@ -403,9 +409,21 @@ def index(trades: Iterable[Trade]) -> dict[int, list[Trade]]:
 
 
 def walk(market: Market, trades: Iterable[Trade], config: SimConfig) -> TrustWeights:
-    """Rater weights from the roots (the first ``config.roots`` traders) over ``trades``."""
+    """The shared walk from the roots (the first ``config.roots`` traders) over ``trades``.
+
+    For ranking every trader at once (spec/trust.md 4.5, informative); score a
+    single trader with :func:`views` instead.
+    """
     roots = [market.keys[r] for r in range(config.roots)]
     return trust_weights(market.evidence(trades).graph(), roots)
+
+
+def views(market: Market, trades: Iterable[Trade], config: SimConfig, who: Iterable[int]
+          ) -> dict[int, TrustWeights]:
+    """Each of ``who`` in its own view (spec/trust.md 4.5): one graph, one walk each."""
+    roots = [market.keys[r] for r in range(config.roots)]
+    graph = market.evidence(trades).graph()
+    return {i: trust_weights(graph, roots, subject=market.keys[i]) for i in who}
 
 
 # -- the agreement of the two paths ---------------------------------------------------------
@@ -428,13 +446,13 @@ def agreement(config: SimConfig) -> Result:
     plain = [Policy.parse(n) for n in UNWEIGHTED]
     twins_ = [parse_policy("weighted-" + n) for n in UNWEIGHTED]
     clock = time.perf_counter()
-    weights = walk(market, played, config)
+    everyone = range(len(market.keys))
+    weights = views(market, played, config, everyone)
     by, last = index(played), Market.last_entries(played)
-    fast = [market.outcomes(i, by.get(i, []), as_of=as_of, last_entry=last)
-            for i in range(len(market.keys))]
+    fast = [market.outcomes(i, by.get(i, []), as_of=as_of, last_entry=last) for i in everyone]
     fast_scores = [score(o, as_of=as_of, policies=plain) for o in fast]
-    fast_trust = [trust_score(market.keys[i], o, as_of=as_of, weights=weights, policies=twins_)
-                  for i, o in enumerate(fast)]
+    fast_trust = [trust_score(market.keys[i], o, as_of=as_of, weights=weights[i],
+                              policies=twins_) for i, o in enumerate(fast)]
     fast_s = time.perf_counter() - clock
     clock = time.perf_counter()
     people = run_real(market, played)
@@ -444,17 +462,23 @@ def agreement(config: SimConfig) -> Result:
     from_chains.add_chains(p.chain for p in people)
     for data, _ in proofs:
         from_proofs.add_proof(data, now=as_of)
-    real_w = [trust_weights(e.graph(), roots) for e in (from_chains, from_proofs)]
-    real_trust = [trust_score(market.keys[i], r.trades, as_of=as_of, weights=real_w[0],
+    # Every trader's view, from each graph: as shinyo verify weighs each subject.
+    real_w = [[trust_weights(g, roots, subject=k) for k in market.keys]
+              for g in (from_chains.graph(), from_proofs.graph())]
+    real_trust = [trust_score(market.keys[i], r.trades, as_of=as_of, weights=real_w[1][i],
                               policies=twins_) for i, (_, r) in enumerate(proofs)]
     real_s = time.perf_counter() - clock
+
+    def figures(w: TrustWeights) -> tuple[object, ...]:
+        return w.weights, w.mass, w.theta, w.left_out
+
     wrong = {
         "outcomes": sum(sorted(map(_normal, f)) != sorted(map(_normal, r.trades))
                         for f, (_, r) in zip(fast, proofs, strict=True)),
         "score reports": sum(f != r.scores for f, (_, r) in zip(fast_scores, proofs,
                                                                  strict=True)),
-        "trust weights": sum((w.weights, w.mass, w.theta) != (weights.weights, weights.mass,
-                                                                weights.theta) for w in real_w),
+        "trust weights": sum(figures(w) != figures(weights[i])
+                             for ws in real_w for i, w in enumerate(ws)),
         "weighted reports": sum(f.to_json_obj() != r.to_json_obj()
                                 for f, r in zip(fast_trust, real_trust, strict=True)),
     }
@@ -466,7 +490,8 @@ def agreement(config: SimConfig) -> Result:
         name="real", title="The facts path against signed entries, Participants and proof "
         "bundles", path="both paths: " + FACTS + "; against Participants signing every entry, "
         "build_proof and verify_proof per trader, and trust evidence read from the chains "
-        "(add_chains) and from the verified bundles (add_proof)",
+        "(add_chains) and from the verified bundles (add_proof); every trader weighed in "
+        "its own view (spec/trust.md 4.5)",
         tables=(
             Table(title=f"{len(people)} traders, {len(played)} trades ({entries:,} signed "
                   "entries), 10 % withholders and 20 % retaliators, as of a week after the "
@@ -477,7 +502,8 @@ def agreement(config: SimConfig) -> Result:
                   rows=(tuple(wrong.values()),)),
         ),
         checks=(Check(target="the facts path and the signed-entries path give the same "
-                      "outcomes, score reports, trust weights and weighted reports",
+                      "outcomes, score reports, trust weights (every trader's view, from the "
+                      "chains and from the bundles) and weighted reports",
                       ok=not any(wrong.values()),
                       detail=f"{sum(wrong.values())} disagreements over {len(people)} traders"),),
     )

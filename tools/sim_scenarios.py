@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from statistics import mean, median
 from typing import Final
@@ -34,20 +34,35 @@ from .sim import (
     play,
     rng_for,
     twins,
+    views,
     walk,
 )
 from .sim_plot import Check, Plot, Result, Table, kendall_tau, quantile
 
 FACTS: Final = ("facts path: TrustEvidence.add_trade facts and TradeOutcomes classified by the "
                 "simulator (checked against signed entries by 'real'); scores by the core")
+SHARED: Final = ("the shared walk for ranking every trader (spec/trust.md 4.5, informative: "
+                 "one walk, not one per trader)")
+VIEWS: Final = "each scored identity weighed in its own view (spec/trust.md 4.5)"
+
+
 def _both(market: Market, who: int, outcomes: Sequence[shinyo.TradeOutcome], *, as_of: int,
           weights: shinyo.TrustWeights, pairs: Sequence[tuple[Policy, Policy]]
           ) -> tuple[shinyo.ScoreReport, shinyo.TrustReport]:
-    """``who``'s unweighted report and its weighted twin, from the core."""
+    """``who``'s unweighted report and its weighted twin, from the core.
+
+    ``weights`` are ``who``'s view, or the shared walk of a ranking scenario.
+    """
     plain = score(outcomes, as_of=as_of, policies=[p for p, _ in pairs])
     weighted = trust_score(market.keys[who], outcomes, as_of=as_of, weights=weights,
-                           policies=[w for _, w in pairs])
+                           policies=[w for _, w in pairs], shared_walk=weights.subject is None)
     return plain, weighted
+
+
+def _mine(views: Mapping[int, shinyo.TrustWeights] | None, who: int
+          ) -> shinyo.TrustWeights | None:
+    """``who``'s view, or None to score unweighted."""
+    return None if views is None else views[who]
 
 
 def _deal(market: Market, who: int, partner: int, at: int, *, to_who: int, by_who: int
@@ -66,7 +81,11 @@ def _pct(values: Sequence[float]) -> str:
 
 
 def sybil(config: SimConfig) -> Result:
-    """An attacker rated 2 stars by 10 honest partners adds S Sybils behind g attack edges."""
+    """An attacker rated 2 stars by 10 honest partners adds S Sybils behind g attack edges.
+
+    The attacker is weighed in its own view (spec/trust.md 4.5), as ``shinyo
+    verify`` weighs it; at the middle g the shared walk is shown beside it.
+    """
     market, draws = base_market(config)
     base = play(market, draws, honest_rater(market))
     rng = rng_for(config, "sybil")
@@ -85,10 +104,13 @@ def sybil(config: SimConfig) -> Result:
     pairs = twins(("mean", "bayes"))
     roots = [market.keys[r] for r in range(config.roots)]
     mid = sorted(config.attack_edges)[len(config.attack_edges) // 2]
+    me = market.keys[attacker]
 
-    def judge(evidence: shinyo.TrustEvidence, rated: list[Trade]) -> list[float]:
+    def judge(evidence: shinyo.TrustEvidence, rated: list[Trade], *, shared: bool = False
+              ) -> list[float]:
         """mean, bayes, their weighted twins, and the Sybils' total weight."""
-        weights = shinyo.trust_weights(evidence.graph(), roots)
+        graph = evidence.graph()
+        weights = shinyo.trust_weights(graph, roots, subject=None if shared else me)
         outs = market.outcomes(attacker, rated, as_of=as_of)
         plain, weighted = _both(market, attacker, outs, as_of=as_of, weights=weights, pairs=pairs)
         scores = [*plain.scores.values(), *weighted.scores.values()]  # none is None: rated
@@ -96,7 +118,8 @@ def sybil(config: SimConfig) -> Result:
         return [float(x or 0) for x in scores] + [round(mass, 3)]
 
     b_mean, b_bayes, bw_mean, bw_bayes, _ = judge(market.evidence(base + own), own)
-    rows, lent = [], []
+    honest_rows = _shared_against_views(config, market, base + own, pairs[1][1])
+    rows, shared_rows = [], []
     series: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for g in config.attack_edges:
         for s_count in config.sybil_counts:
@@ -106,6 +129,8 @@ def sybil(config: SimConfig) -> Result:
                                       acceptor_stars=5) for j in range(g)]
             evidence = market.evidence(base + edges + rated)
             star = judge(evidence, rated)
+            # The shared walk, an approximation for rankings (4.5), beside the view.
+            lent = judge(evidence, rated, shared=True) if g == mid else []
             ring = [*links[:s_count - 1], market.add_trade(  # closed into a ring
                 proposer=sybils[s_count - 1], acceptor=sybils[0], at=T0, proposer_stars=5,
                 acceptor_stars=5)] if s_count > 1 else []
@@ -113,28 +138,41 @@ def sybil(config: SimConfig) -> Result:
             rows.append((g, s_count, *star, ringed[3], ringed[4]))
             for kind, got in (("star", star), ("ring", ringed)):
                 series.setdefault(kind, {}).setdefault(g, []).append((float(s_count), got[3]))
-            if g == mid:  # spec/trust.md 12.5: the subject's own out-edges left out
-                for t in rated:
-                    evidence.add_retraction(trade=t.id, rater=market.keys[attacker])
-                lent.append((s_count, ringed[3], ringed[4], *judge(evidence, rated)[3:]))
+            if lent:
+                ring_lent = judge(evidence, rated, shared=True)
+                shared_rows += [("star", s_count, lent[3], lent[4], star[3], star[4]),
+                                ("ring", s_count, ring_lent[3], ring_lent[4], ringed[3],
+                                 ringed[4])]
     s_lo, s_hi = min(config.sybil_counts), max(config.sybil_counts)
-    flat = []
-    for g in config.attack_edges:
-        cells = [series[kind][g] for kind in ("star", "ring")]
-        flat.append((g, *(x for c in cells for x in (c[0][1], c[-1][1], round(
-            100 * (c[-1][1] - c[0][1]) / c[0][1], 2)))))
+
+    def change(a: float, b: float) -> float:
+        return round(100 * (b - a) / a, 2) + 0.0  # + 0.0: no "-0"
+
+    # kind -> (g, score at the fewest and at the most Sybils, change %, change % from the
+    # first S with a Sybil for every attack edge: what more Sybils add once the attacker
+    # need not stack several attack edges on one Sybil)
+    flat: dict[str, list[tuple[int, float, float, float, float]]] = {}
+    for kind in ("star", "ring"):
+        for g in config.attack_edges:
+            cells = series[kind][g]
+            spread = next((v for n, v in cells if n >= g), cells[-1][1])
+            flat.setdefault(kind, []).append((g, cells[0][1], cells[-1][1], change(
+                cells[0][1], cells[-1][1]), change(spread, cells[-1][1])))
     checks = []
-    for kind, k in (("Sybils rate only the attacker", 3), ("Sybils also trade in a ring", 6)):
-        worst = max(flat, key=lambda f: abs(f[k]))
+    for kind, label in (("star", "Sybils rate only the attacker"),
+                        ("ring", "Sybils also trade in a ring")):
+        worst = max(flat[kind], key=lambda f: abs(f[3]))
         checks.append(Check(
-            target=f"Sybil gain flat in S ({kind}): from S={s_lo:,} to S={s_hi:,} at fixed g "
-            "the weighted score changes by < 5 %", ok=all(abs(f[k]) < 5 for f in flat),
-            detail=f"largest change {worst[k]:+.2f} % at g={worst[0]} (weighted-bayes)"))
+            target=f"Sybil gain flat in S ({label}): from S={s_lo:,} to S={s_hi:,} at fixed g "
+            "the weighted score changes by < 5 %", ok=all(abs(f[3]) < 5 for f in flat[kind]),
+            detail=f"largest change {worst[3]:+.2f} % at g={worst[0]} (weighted-bayes, the "
+            f"subject's view); from the first S >= g at most "
+            f"{max(abs(f[4]) for f in flat[kind]):.2f} %"))
     unweighted = tuple((float(r[1]), float(r[3])) for r in rows if r[0] == rows[0][0])
     return Result(
         name="sybil", title="Sybil region: the attacker's score against attack edges g and "
-        "Sybils S", path=FACTS + "; spec/trust.md 12.5 simulated by retracting the attacker's "
-        "ratings (the real add_retraction)",
+        "Sybils S", path=FACTS + "; the attacker weighed in its own view (spec/trust.md 4.5), "
+        "as shinyo verify weighs it; the shared walk shown beside it at one g",
         tables=(
             Table(title="attacker (true quality 2, 10 honest trades); without Sybils: mean "
                   f"{b_mean}, bayes {b_bayes}; weighted mean {bw_mean}, weighted bayes {bw_bayes}",
@@ -142,14 +180,29 @@ def sybil(config: SimConfig) -> Result:
                            "ring: w-bayes", "ring: Sybil weight"), rows=tuple(rows),
                   note="every Sybil rates the attacker 5 and is rated 5; g honest traders "
                   "each trade with a Sybil; 'ring': the Sybils also trade with each other in "
-                  "a ring; Sybil weight: the region's total rater weight, in full raters"),
+                  "a ring; Sybil weight: the region's total rater weight, in full raters; "
+                  "weights in the attacker's view"),
             Table(title=f"flatness in S: weighted-bayes at S={s_lo:,} and S={s_hi:,}",
-                  columns=("g", f"S={s_lo:,}", f"S={s_hi:,}", "change %", f"ring S={s_lo:,}",
-                           f"ring S={s_hi:,}", "ring change %"), rows=tuple(flat)),
-            Table(title=f"ring, g={mid}: without the attacker's own out-edges (spec/trust.md "
-                  "12.5, not the current method)", columns=(
-                      "S", "w-bayes", "Sybil weight", "w-bayes, 12.5", "Sybil weight, 12.5"),
-                  rows=tuple(lent)),
+                  columns=("g", f"S={s_lo:,}", f"S={s_hi:,}", "change %", "from S>=g %",
+                           f"ring S={s_lo:,}", f"ring S={s_hi:,}", "ring change %",
+                           "ring from S>=g %"),
+                  rows=tuple((*star, *ring[1:]) for star, ring in zip(
+                      flat["star"], flat["ring"], strict=True)),
+                  note="'from S>=g': the change from the first S with at least one Sybil per "
+                  "attack edge; below it the attacker must stack several attack edges on one "
+                  "Sybil, whose edges back to its honest partners let more mass out of the "
+                  "region"),
+            Table(title=f"g={mid}: the shared walk (an approximation for rankings, spec/trust.md "
+                  "4.5) against the attacker's view", columns=(
+                      "Sybils", "S", "w-bayes, shared", "Sybil weight, shared",
+                      "w-bayes, view", "Sybil weight, view"), rows=tuple(shared_rows),
+                  note="in the shared walk the attacker passes its own mass on to its Sybils"),
+            Table(title=f"the shared walk against each one's view for {HONEST_VIEWS} random "
+                  "honest traders, before the attack: weighted-bayes",
+                  columns=("traders", "median |difference|", "largest |difference|",
+                           "largest change %", "view above shared"), rows=(honest_rows,),
+                  note="an honest trader's own out-edges lead to raters the roots reach anyway, "
+                  "so the shared walk is close for them"),
         ),
         checks=tuple(checks),
         plots=tuple(Plot(
@@ -160,6 +213,33 @@ def sybil(config: SimConfig) -> Result:
             for name, key, kind in (("sybil", "star", "Sybils rate only the attacker"),
                                     ("sybil-ring", "ring", "Sybils also trade in a ring"))),
     )
+
+
+HONEST_VIEWS: Final = 20
+"""Honest traders whose views the sybil scenario compares with the shared walk."""
+
+
+def _shared_against_views(config: SimConfig, market: Market, trades: list[Trade],
+                          policy: Policy) -> tuple[object, ...]:
+    """How far the shared walk is from each one's view, for random honest traders."""
+    chosen = rng_for(config, "sybil/views").sample(range(config.roots, config.traders),
+                                                  HONEST_VIEWS)
+    by = index(trades)
+    roots = [market.keys[r] for r in range(config.roots)]
+    graph = market.evidence(trades).graph()
+    shared = shinyo.trust_weights(graph, roots)
+    got: list[tuple[float, float]] = []  # (view, shared)
+    for who in chosen:
+        outs = market.outcomes(who, by.get(who, []), as_of=config.as_of)
+        view = shinyo.trust_weights(graph, roots, subject=market.keys[who])
+        mine, approx = (trust_score(market.keys[who], outs, as_of=config.as_of, weights=w,
+                                    policies=[policy], shared_walk=True).scores[str(policy)]
+                        for w in (view, shared))
+        if mine is not None and approx is not None:
+            got.append((mine, approx))
+    diffs = [abs(v - a) for v, a in got]
+    return (len(got), round(median(diffs), 4), round(max(diffs), 4),
+            round(100 * max(abs(v - a) / a for v, a in got), 2), sum(v > a for v, a in got))
 
 
 # -- ballot stuffing and bad-mouthing -----------------------------------------------------
@@ -212,11 +292,11 @@ def _raters(config: SimConfig, *, stars: int, name: str, title: str) -> Result:
         checks.append(Check(
             target="with 30 % bad-mouthing raters, Kendall tau of weighted score vs true "
             "quality >= 0.8", ok=float(row["w-mean"]) >= 0.8,  # type: ignore[arg-type]
-            detail=f"weighted-mean {row['w-mean']} (the policy spec/trust.md 4.5 measures); "
+            detail=f"weighted-mean {row['w-mean']} (the policy spec/trust.md 4.6 measures); "
             f"weighted-trimmed {row['w-trimmed']}, weighted-bayes {row['w-bayes']}"))
     return Result(
-        name=name, title=title, path=FACTS + "; one trust walk for all shares (edges ignore "
-        "stars, spec/trust.md 3.2)",
+        name=name, title=title, path=FACTS + "; " + SHARED + "; one walk for all shares "
+        "(edges ignore stars, spec/trust.md 3.2)",
         tables=(Table(title=f"Kendall tau (tau-b) of score vs true quality; malicious raters "
                       f"rate everyone {stars} star(s)", columns=columns, rows=tuple(taus),
                       note=f"over the {config.traders - config.roots:,} non-root traders "
@@ -307,12 +387,16 @@ def whitewash(config: SimConfig) -> Result:
             made = [p for p, _ in build] + (victims if kind == "honest build" else [])
             extra += [market.add_trade(proposer=p, acceptor=who, at=start, proposer_stars=5,
                                        acceptor_stars=5) for p in made]
-    weights = walk(market, base + extra, config)
+    new = market.add_trader(3.0)  # a fresh pseudonym: no trades at all
+    fresh = market.keys[new]
+    # One walk per identity, each in its own view (spec/trust.md 4.5), on one graph.
+    weights = views(market, base + extra, config,
+                    [*(who for plan in plans.values() for who, _, _ in plan), new])
     rows, newcomer_rows = [], []
     for gate in GATES:
         for kind in ("honest build", "Sybil build"):
             for label, w in (("unweighted", None), ("weighted", weights)):
-                got = [_enter(market, who, build, victims, w, gate, start=start)
+                got = [_enter(market, who, build, victims, _mine(w, who), gate, start=start)
                        for who, build, victims in plans[kind]]
                 builds = [b for b, _ in got if b is not None]
                 cheats = [c for b, c in got if b is not None]
@@ -322,12 +406,11 @@ def whitewash(config: SimConfig) -> Result:
         if gate is GATES[0]:
             continue
         for label, w in (("unweighted", None), ("weighted", weights)):
-            needed = [_enter(market, who, build, [], w, gate, start=start, step=3 * DAY)[0]
-                      for who, build, _ in plans["newcomer"]]
+            needed = [_enter(market, who, build, [], _mine(w, who), gate, start=start,
+                             step=3 * DAY)[0] for who, build, _ in plans["newcomer"]]
             reached = [n for n in needed if n is not None]
             newcomer_rows.append((gate[0], label, _pct(reached) if reached else "never",
                                   len(needed) - len(reached)))
-    fresh = market.keys[market.add_trader(3.0)]
     report = score([], as_of=config.as_of)
     verdicts = {
         "meets() with no condition": meets(report).ok,
@@ -335,7 +418,7 @@ def whitewash(config: SimConfig) -> Result:
         "meets(min_score=0)": meets(report, min_score=0.0).ok,
         "meets(tier='bronze')": meets(report, tier="bronze").ok,
         "weighted_meets() from roots": weighted_meets(
-            trust_score(fresh, [], as_of=config.as_of, weights=weights)).ok,
+            trust_score(fresh, [], as_of=config.as_of, weights=weights[new])).ok,
         "weighted_meets() without roots": weighted_meets(
             trust_score(fresh, [], as_of=config.as_of, weights=None)).ok,
     }
@@ -343,8 +426,8 @@ def whitewash(config: SimConfig) -> Result:
                 "weighted_meets() without roots")
     return Result(
         name="whitewash", title="Whitewashing: cheats per identity before the gate trips; "
-        "honest newcomers' way in", path=FACTS + "; weights from one walk over the market plus "
-        "every trade the identities could make (edges ignore stars)",
+        "honest newcomers' way in", path=FACTS + "; " + VIEWS + ", over one graph of the "
+        "market plus every trade the identities could make (edges ignore stars)",
         tables=(
             Table(title=f"{config.identities} identities per row; build: up to {build_cap} honest "
                   f"trades (true quality 4.8) or {n_sybils} Sybil 5-star ratings, one a day; "
@@ -415,7 +498,7 @@ def onoff(config: SimConfig) -> Result:
         milkers.append((who, partners[build:], good))
         extra += [market.add_trade(proposer=p, acceptor=who, at=T0, proposer_stars=5,
                                    acceptor_stars=5) for p in partners]
-    weights = walk(market, base + extra, config)
+    weights = views(market, base + extra, config, [who for who, _, _ in milkers])
     start = T0 + build * DAY
     milk_rows, cycle_rows = [], []
     cycles = milkers[:max(1, config.identities // 4)]
@@ -426,7 +509,8 @@ def onoff(config: SimConfig) -> Result:
             for who, later, good in milkers:
                 outs = list(good)
                 while len(outs) - build < after and _above(
-                        market, who, outs, start + (len(outs) - build) * DAY, w, name):
+                        market, who, outs, start + (len(outs) - build) * DAY, _mine(w, who),
+                        name):
                     outs.append(_deal(market, who, later[len(outs) - build],
                                       start + (len(outs) - build) * DAY + 1, to_who=1, by_who=5))
                 victims.setdefault(label, []).append(len(outs) - build)
@@ -434,7 +518,7 @@ def onoff(config: SimConfig) -> Result:
                 outs, cheats = list(good), 0
                 for day, p in enumerate(later):
                     at = start + day * DAY
-                    cheat = _above(market, who, outs, at, w, name)
+                    cheat = _above(market, who, outs, at, _mine(w, who), name)
                     cheats += cheat
                     outs.append(_deal(market, who, p, at + 1, by_who=5, to_who=1 if cheat
                                       else clip_stars(4.8 + rng.gauss(0, 0.5))))
@@ -444,9 +528,9 @@ def onoff(config: SimConfig) -> Result:
                            round(mean(share["weighted"]), 3)))
     return Result(
         name="onoff", title="On-off and milking: victims before the gate trips",
-        path=FACTS + "; weights from one walk over the market plus every trade the milkers make "
-        "or could make (edges ignore stars); 'decay' is computed by the simulator over the "
-        "core's samples: it is not a protocol policy",
+        path=FACTS + "; " + VIEWS + ", over one graph of the market plus every trade the "
+        "milkers make or could make (edges ignore stars); 'decay' is computed by the simulator "
+        "over the core's samples: it is not a protocol policy",
         tables=(
             Table(title=f"milking: {config.identities} milkers, {build} good trades (true quality "
                   "4.8, one a day), then one cheat a day while score >= 4.0",
@@ -542,8 +626,8 @@ def nonreveal(config: SimConfig) -> Result:
     worse = all(r[3] <= 0 and r[5] <= 0 for r in rows[:2])
     return Result(
         name="nonreveal", title="Non-reveal and retaliation: what withholding does to scores "
-        "and reveal rates", path=FACTS + "; outcome classes (stalled, withheld, expired) "
-        "checked against verify_proof by the 'real' scenario",
+        "and reveal rates", path=FACTS + "; " + SHARED + "; outcome classes (stalled, "
+        "withheld, expired) checked against verify_proof by the 'real' scenario",
         tables=(
             Table(title="means over each group; delta = played minus the same market played "
                   "fairly (everyone reveals)",

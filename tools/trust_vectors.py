@@ -4,8 +4,11 @@
 
 Each vector is evidence (completed trades, retractions, vouches, forked
 pseudonyms, a context filter), trust roots, and one subject's classified
-trades; ``result`` is the graph's edges, every mass, theta, every weight and
-the ``trust`` report, exactly as spec/trust.md computes them.  Keys are fixed
+trades; ``result`` is the graph's edges, every mass, theta and every weight in
+the subject's view (spec/trust.md 4.5: the walk without the subject's own
+out-edges), and the ``trust`` report, exactly as spec/trust.md computes them.
+``shared`` is the shared walk's masses, theta and weights where they differ
+from the subject's view (informative), else null.  Keys are fixed
 (``craft.ident``), so the file is byte-identical on every run.
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 
 from shinyo import Pseudonym
 from shinyo._constants import PROTOCOL_VERSION
-from shinyo._trust import TrustEvidence, trust_weights
+from shinyo._trust import TrustEvidence, TrustWeights, trust_weights
 from shinyo._trust_policy import WEIGHTED_POLICIES, parse_policy, trust_score
 
 from .craft import CTX, T0, ident
@@ -53,8 +56,8 @@ def run(inp: dict[str, Any]) -> dict[str, Any]:
         ev.add_forked(Pseudonym.from_text(f))
     graph = ev.graph()
     roots = [Pseudonym.from_text(r) for r in inp["roots"]]
-    weights = trust_weights(graph, roots) if roots else None
     subject = Pseudonym.from_text(inp["subject"])
+    weights = trust_weights(graph, roots, subject=subject) if roots else None
     report = trust_score(subject, outcomes_from_json(inp["outcomes"], subject),
                          as_of=inp["as_of"], weights=weights,
                          policies=[parse_policy(p) for p in inp["policies"]])
@@ -62,14 +65,24 @@ def run(inp: dict[str, Any]) -> dict[str, Any]:
     edges = [[name[graph.nodes[u]], name[graph.nodes[graph.targets[j]]], graph.weights[j]]
              for u in range(len(graph.nodes))
              for j in range(graph.offsets[u], graph.offsets[u + 1])]
+    view = _figures(weights)
+    shared = None if weights is None else _figures(trust_weights(graph, roots))
+    return {
+        "edges": edges,
+        **view,
+        "shared": None if shared == view else shared,
+        "trust": report.to_json_obj(),
+    }
+
+
+def _figures(weights: TrustWeights | None) -> dict[str, Any]:
+    """A walk's masses, theta and weights, by pseudonym text."""
     mass = {} if weights is None else weights.mass
     weight = {} if weights is None else weights.weights
     return {
-        "edges": edges,
         "mass": {_text(Pseudonym(key=k)): mass[k] for k in sorted(mass)},
         "theta": None if weights is None else weights.theta,
         "weights": {_text(Pseudonym(key=k)): weight[k] for k in sorted(weight)},
-        "trust": report.to_json_obj(),
     }
 
 
@@ -144,7 +157,8 @@ def trust_vectors() -> list[dict[str, Any]]:
     line_outcomes = [_rated(2, 4, 10), _rated(4, 2, 20), _rated(66, 5, 30),
                      {**_rated(67, 5, 1), "given": None}]
     add("a line from the root: mass fades with every hop; 66, known only through the "
-        "subject's own edge, gets some; 67, not in the evidence, none",
+        "subject's own edge, gets none in the subject's view (some in the shared walk); 67, "
+        "not in the evidence, none",
         line().input(roots=[R], subject=SUBJECT, outcomes=line_outcomes))
     add("no roots: every weighted policy is its unweighted twin, flagged as a fallback",
         line().input(roots=[], subject=SUBJECT, outcomes=line_outcomes))
@@ -212,8 +226,49 @@ def trust_vectors() -> list[dict[str, Any]]:
     b.trade(4, 60, 2, 5)
     attack = [_rated(1, 2, 5), _rated(4, 2, 6)] + [_rated(s, 5, 7 + k)
                                                   for k, s in enumerate(sybils)]
-    add("six Sybils behind one attack edge: their weight is bounded by the edge",
+    add("six Sybils behind one attack edge: their weight is bounded by the edge; in the "
+        "subject's view the attacker's own edges carry nothing into their ring",
         b.input(roots=[R], subject=60, outcomes=attack))
+
+    # spec/trust.md 4.5: the subject's own out-edges.  An honest triangle R, 1, 2;
+    # the subject 50 trades with 2 and with its Sybils 30..34, and vouches for 30
+    # and 31.  Only the subject's edges reach the Sybils.
+    def stuffed() -> _Builder:
+        b = _Builder()
+        b.trade(R, 1)
+        b.trade(R, 2)
+        b.trade(1, 2)
+        b.trade(2, SUBJECT, 5, 2)
+        for s in range(30, 35):
+            b.trade(s, SUBJECT)
+        b.vouch(SUBJECT, 30, seq=7)
+        b.vouch(SUBJECT, 31, seq=8)
+        return b
+
+    stuffed_outcomes = [_rated(2, 2, 3)] + [_rated(s, 5, 4 + s - 30) for s in range(30, 35)]
+    add("a subject trading with and vouching for its own Sybils: in its view they weigh 0 "
+        "(the shared walk would give them the subject's mass)",
+        stuffed().input(roots=[R], subject=SUBJECT, outcomes=stuffed_outcomes))
+    b = stuffed()
+    b.trade(3, 33)  # one attack edge, signed by 3, whom the roots reach
+    b.trade(R, 3)
+    add("the same with one honest attack edge into the Sybils: in the subject's view only "
+        "the Sybil it reaches weighs anything",
+        b.input(roots=[R], subject=SUBJECT, outcomes=stuffed_outcomes))
+    add("the same evidence scoring 1: in 1's view the edges of 50 count like anyone's, so "
+        "its Sybils weigh something here -- where they cannot lift 50's own score",
+        stuffed().input(roots=[R], subject=1, outcomes=[_rated(R, 5, 2), _rated(2, 4, 3)]))
+
+    b = _Builder()
+    b.trade(R, 1)
+    b.trade(R, 2)
+    b.trade(1, 2)
+    b.trade(R2, 2)
+    root_outcomes = [_rated(1, 5, 1), _rated(2, 4, 2)]
+    add("the subject is the only root: its mass stays with it, so its raters get none",
+        b.input(roots=[R], subject=R, outcomes=root_outcomes))
+    add("the subject is one of two roots: its raters count for what the other root gives",
+        b.input(roots=[R, R2], subject=R, outcomes=root_outcomes))
 
     b = _Builder()
     b.trade(R, 1)
