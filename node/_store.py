@@ -1,16 +1,19 @@
 """The node's embedded store: one SQLite file in WAL mode (stdlib ``sqlite3``).
 
-What it holds: every entry the node has accepted, indexed by id and by
-(author, seq); fork proofs; known peer addresses; the local user's rating
-secrets for trades still in progress; and a small key/value ``meta`` table.
+What it holds: every entry the node has accepted, keyed by (author, seq);
+fork proofs; known peer addresses; the local user's rating secrets for trades
+still in progress; and a small key/value ``meta`` table.
 
 What it promises, and what it leaves to the caller:
 
-* **Uniqueness.**  At most one entry per id and per (author, seq).  A second,
-  different entry at a stored (author, seq) is refused and the stored sibling
+* **Uniqueness.**  At most one entry per (author, seq), and so per id: an id
+  hashes the payload, which names author and seq (spec 6.2).  The same entry
+  again is a no-op (:attr:`AddStatus.DUPLICATE`; the bytes stored first stay).
+  A different entry at a stored (author, seq) is refused and the stored sibling
   handed back (:attr:`AddStatus.CONFLICT`), so the caller can build a
-  :class:`shinyo.ForkProof` (spec 8).  The store does *not* run the chain rules
-  (spec 6.5): the caller validates with :class:`shinyo.Chain` before adding.
+  :class:`shinyo.ForkProof` (spec 8); a stored entry is never overwritten.
+  The store does *not* run the chain rules (spec 6.5): the caller validates
+  with :class:`shinyo.Chain` before adding.
 * **Durability.**  Every write method commits before it returns; nothing is
   buffered in memory.  So an entry the node acknowledged survives ``kill -9``
   of the process: with the default ``synchronous="NORMAL"`` the committed
@@ -26,8 +29,10 @@ calls (it may hop to a worker thread, hence ``check_same_thread=False``).  Each
 call is one short transaction; batch entries with :meth:`Store.add_many`.
 
 Schema versions live in ``PRAGMA user_version``; :data:`_MIGRATIONS` is the
-ordered list of steps, each applied in its own transaction.  A file marked with
-a newer version than this code knows is refused rather than guessed at.
+ordered list of steps, each applied in its own transaction.  A crash or error
+during a step leaves the file at the version before it, and the next open runs
+the step again.  A file marked with a newer version than this code knows is
+refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -108,6 +113,34 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (host, port))""",
         "CREATE TABLE secrets (trade BLOB PRIMARY KEY NOT NULL, blob BLOB NOT NULL) WITHOUT ROWID",
         "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
+    ),
+    # 2: no key on ``id``.  An id is a random hash, so its unique index sent
+    # every insert to a random page: once a store outgrew the page cache, time
+    # per entry grew with the store (2.2x from 1k to 100k entries against the
+    # 1.5x of issue 7's linear target; docs/BENCHMARKS.md, "Store").  Nothing
+    # needs it: ``add_many`` finds duplicates and forks by (author, seq), a key
+    # that makes the id unique too (spec 6.2); ``get`` by id now scans.  The
+    # table stays a rowid table, so rows are appended and only the (author,
+    # seq) index takes inserts in its middle, each at the end of its author's
+    # run.  (WITHOUT ROWID clustered on (author, seq) measured the same for
+    # chains stored one after another, but about 3x slower when many authors'
+    # entries come interleaved.)  SQLite cannot drop a constraint, so the table
+    # is rebuilt, in this step's one transaction: the old one renamed aside,
+    # its rows copied in (author, seq) order -- each chain's rows end up
+    # together -- and dropped: about 1 s on open per 100k entries.
+    (
+        "ALTER TABLE entries RENAME TO entries_v1",
+        """CREATE TABLE entries (
+            id        BLOB    NOT NULL,
+            author    BLOB    NOT NULL,
+            seq       INTEGER NOT NULL,
+            timestamp INTEGER NOT NULL,
+            kind      INTEGER NOT NULL,
+            raw       BLOB    NOT NULL,
+            UNIQUE (author, seq))""",
+        "INSERT INTO entries (id, author, seq, timestamp, kind, raw) "
+        "SELECT id, author, seq, timestamp, kind, raw FROM entries_v1 ORDER BY author, seq",
+        "DROP TABLE entries_v1",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -237,7 +270,9 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Sequence[str]], *, path
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute(f"PRAGMA user_version = {version}")
         except BaseException:
-            db.execute("ROLLBACK")
+            # Some errors (an interrupt, a full disk) have rolled back already.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
     return found
@@ -281,7 +316,12 @@ class Store:
             db.execute(f"PRAGMA synchronous = {synchronous}")
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA busy_timeout = 5000")
-            migrate(db, _MIGRATIONS, path=path)
+            if migrate(db, _MIGRATIONS, path=path) not in (0, SCHEMA_VERSION):
+                # A migration that rebuilt tables wrote them whole to the WAL;
+                # give that space back now rather than keep a WAL as big as the
+                # store.  Best effort: if a reader is in the way SQLite says so
+                # (and does not raise), and the WAL is only reused, as before.
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
             db.close()
             raise _translate(exc, path) from exc
@@ -412,7 +452,11 @@ class Store:
                              "from peers") from None
 
     def get(self, entry_id: bytes) -> bytes | None:
-        """The encoded entry with this id, or None."""
+        """The encoded entry with this id, or None.
+
+        For tests and tools: there is no index on ids (schema 2), so this reads
+        every row.  The node finds entries by (author, seq) (:meth:`range`).
+        """
         row = self._one("SELECT raw FROM entries WHERE id = ?", (entry_id,))
         raw: bytes | None = None if row is None else row[0]
         return raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import random
 import signal
@@ -16,8 +17,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
 
 from shinyo import Chain, Entry, ForkProof, LocalProtocolError, Propose
+from shinyo._constants import DST_ENTRY_SIG
 from shinyo.node._store import (
     APPLICATION_ID,
     MAX_FORK_PROOFS_PER_AUTHOR,
@@ -30,6 +33,7 @@ from shinyo.node._store import (
     StoreError,
     migrate,
 )
+from shinyo.tools.craft import envelope
 
 from .conftest import CTX, T0, identity
 
@@ -54,6 +58,28 @@ def sibling(e: Entry, n: int) -> Entry:
     """Another entry at ``e``'s (author, seq): a fork."""
     return Entry.create(identity(n), seq=e.seq, prev=e.prev, timestamp=e.timestamp,
                         body=body(10_000 + e.seq))
+
+
+def resigned(e: Entry, n: int) -> Entry:
+    """``e`` (written by identity(n)) with another valid signature over the same payload.
+
+    Ed25519 lets a signer pick any nonce, so one payload -- one id (spec 6.2) --
+    can travel in different bytes.
+    """
+    order = 2**252 + 27742317777372353535851937790883648493
+    h = hashlib.sha512(bytes([n]) * 32).digest()  # identity(n)'s seed, RFC 8032 5.1.5
+    clamped = bytearray(h[:32])
+    clamped[0] &= 248
+    clamped[31] = (clamped[31] & 127) | 64
+    secret = int.from_bytes(clamped, "little") % order
+    message = DST_ENTRY_SIG + e.payload
+    r = int.from_bytes(hashlib.sha512(b"another nonce" + message).digest(), "little") % order
+    big_r = crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+    k = int.from_bytes(hashlib.sha512(big_r + e.author.key + message).digest(), "little") % order
+    s = (r + k * secret) % order
+    other = Entry.decode(envelope(e.payload, big_r + s.to_bytes(32, "little")))
+    assert other.id == e.id and other.encode() != e.encode()
+    return other
 
 
 A, B, C = chain(1, 6), chain(2, 4), chain(3, 5)
@@ -99,6 +125,23 @@ def test_duplicates_change_nothing(store: Store) -> None:
     assert store.count() == 2 and store.head(A[0].author) == (2, A[1].id)
 
 
+def test_the_same_entry_in_other_bytes_is_a_duplicate_and_overwrites_nothing(
+        store: Store) -> None:
+    # Same payload, another signature: the same id, so the same entry (spec 6.2).
+    # Whichever bytes came first stay, whether the second comes alone or batched.
+    twin0, twin1 = resigned(A[0], 1), resigned(A[1], 1)
+    store.add(A[0])
+    store.add(twin1)
+    again = store.add(twin0)
+    assert again.status is AddStatus.DUPLICATE and again.existing is None
+    results = store.add_many([A[1], twin0, A[2], resigned(A[2], 1)])
+    assert [r.status for r in results] == [AddStatus.DUPLICATE, AddStatus.DUPLICATE,
+                                           AddStatus.ADDED, AddStatus.DUPLICATE]
+    assert store.range(A[0].author, 1, 9, limit=9) == [A[0].encode(), twin1.encode(),
+                                                       A[2].encode()]
+    assert store.get(A[1].id) == twin1.encode() and store.count() == 3
+
+
 def test_conflict_hands_back_the_stored_sibling(store: Store) -> None:
     store.add_many(A[:3])
     fork = sibling(A[1], 1)
@@ -106,6 +149,7 @@ def test_conflict_hands_back_the_stored_sibling(store: Store) -> None:
     assert result.status is AddStatus.CONFLICT and result.id == fork.id
     assert result.existing == A[1]
     assert store.get(fork.id) is None and store.count() == 3
+    assert store.range(A[0].author, 2, 2, limit=1) == [A[1].encode()]  # not overwritten
     proof = ForkProof.from_entries(fork, result.existing)
     assert not store.is_forked(A[0].author)
     assert store.add_fork(proof) is True
@@ -432,7 +476,8 @@ def test_acknowledged_entries_survive_kill_9(tmp_path: Path, synchronous: str, s
         acked += [line.strip() for line in proc.stdout if line != "done\n"]
         assert proc.wait() == -signal.SIGKILL
     with Store.open(path) as s:
-        assert all(s.get(bytes.fromhex(i)) is not None for i in acked)
+        held = {e.id.hex() for who in s.authors() for e in s.iter_chain(who)}
+        assert set(acked) <= held
         # At most the one entry whose acknowledgement the kill cut off is extra.
         assert len(acked) <= s.count() <= len(acked) + 1
         assert s.count() < authors * length  # the kill landed while it was adding
