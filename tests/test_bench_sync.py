@@ -195,10 +195,12 @@ def test_human_output(capsys: pytest.CaptureFixture[str]) -> None:
                                   "first_node_s": 4.0, "delivered_entries_per_s": 8000.0,
                                   "raw_verify_all_cores_per_s": 32000.0,
                                   "ratio_verify_all_cores": 0.25, "cores": 2,
-                                  "cores_busy": 1.8})
+                                  "cores_busy": 1.8, "sent_per_delivered": 1.25,
+                                  "pushed_per_delivered": 0.25})
     out = capsys.readouterr().out
     assert "a process per node" in out
     assert "1000: 1.00x, 10000: 1.50x, 100000: 2.00x; linear: NO (worst step 2.00x" in out
     assert "5 nodes (line of bootstraps, peer exchange off)" in out
     assert "after 5.00 s (first node 4.00 s)" in out
     assert "= 0.250 of raw verify on all cores (32000/s); 1.80 of 2 cores busy" in out
+    assert "1.25 entries sent per entry delivered (0.25 pushed)" in out
