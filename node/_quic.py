@@ -9,60 +9,68 @@ are trio's clock, so tests run on ``MockClock(autojump_threshold=0)``.
 Peers authenticate with node keys over the TLS channel binding before any
 stream reaches the application (spec/transport.md 4); streams are trio
 ``HalfCloseableStream`` objects with bounded buffers both ways (spec 5).
+
+This module is the endpoint: the socket and its receive loop, the timers,
+``connect``/``accept``/``serve``, peer authentication and closing.  The rest
+of the transport is in modules of its own, whose names it re-exports:
+
+* ``_quic_limits.py`` -- :class:`TransportLimits` and :class:`EndpointStats`;
+* ``_quic_errors.py`` -- :class:`CloseReason` and the exceptions;
+* ``_quic_adapter.py`` -- the ``QuicConnection`` subclass (stream limit,
+  credit on read, channel binding);
+* ``_quic_conn.py`` -- :class:`PeerConnection`, one connection's state;
+* ``_quic_stream.py`` -- :class:`QuicStream`;
+* ``_quic_admission.py`` -- which unknown datagrams may start a connection,
+  and the stateless answers to the rest.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import os
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import Final, Self
 
 import trio
-from aioquic import tls
 from aioquic._buffer import Buffer  # aioquic.buffer re-exports it implicitly (mypy --strict)
 from aioquic.quic import events
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
-from aioquic.quic.connection import (
-    MAX_STREAM_DATA_FRAME_CAPACITY,
-    TRANSPORT_CLOSE_FRAME_CAPACITY,
-    QuicConnection,
-)
-from aioquic.quic.crypto import CryptoPair
 from aioquic.quic.packet import (
     QuicErrorCode,
-    QuicFrameType,
     QuicHeader,
     QuicPacketType,
     QuicProtocolVersion,
-    encode_quic_version_negotiation,
     pull_quic_header,
 )
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.stream import QuicStream as _AioquicStream
 
 from shinyo import LocalProtocolError, Pseudonym, SigningIdentity
 
-from ._netsim import MAX_UDP_PAYLOAD, Address, DatagramTransport, open_udp_transport
+from ._netsim import Address, DatagramTransport, open_udp_transport
 from ._peerauth import (
     ALPN,
-    AUTH_MESSAGE_SIZE,
     ErrorCode,
     PeerAuthError,
     PeerRole,
-    TransportError,
-    channel_binding,
     make_auth_message,
     make_tls_certificate,
     verify_auth_message,
 )
+from ._quic_adapter import _QuicAdapter
+from ._quic_admission import _connection_refused, _inbound_refusal, _version_negotiation
+from ._quic_conn import AUTH_STREAM_ID, PeerConnection
+from ._quic_errors import (
+    CloseReason,
+    ConnectionClosed,
+    ConnectionLimitReached,
+    ConnectionRefused,
+    HandshakeTimeout,
+    StreamReset,
+)
+from ._quic_limits import _CID_LENGTH, EndpointStats, TransportLimits
+from ._quic_stream import QuicStream
 
 __all__ = [
     "CloseReason",
@@ -81,622 +89,9 @@ __all__ = [
 
 logger = logging.getLogger("shinyo.node.quic")
 
-AUTH_STREAM_ID: Final = 0
-"""The first client-initiated bidirectional stream carries the AUTH messages (spec 4.4)."""
-_CID_LENGTH: Final = 8
 TIMER_GRANULARITY: Final = 1e-6
 """Seconds after a QUIC timer fired before it can fire again (see ``_run_timer``)."""
 _MAX_REASON: Final = 200
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TransportLimits:
-    """Every bound of the transport, validated on construction (spec/transport.md 6).
-
-    Worst-case receive memory is ``max_connections * max_streams *
-    stream_receive_buffer``; send memory adds ``stream_send_buffer`` per
-    stream on top of what the peer's flow control lets fly.
-    """
-
-    max_connections: int = 64
-    """Open connections, both directions; an inbound one beyond it is refused."""
-    max_inbound_per_host: int | None = None
-    """Inbound connections from one source at once (an IPv4 address, an IPv6 /64);
-    more are refused like a full table (spec 9.3).  None: no limit."""
-    reserved_outbound: int = 0
-    """Slots of ``max_connections`` only outbound connections may take, so that
-    inbound ones cannot stop the node from dialling (an eclipse defence)."""
-    max_streams: int = 16
-    """Concurrent bidirectional streams a peer may open (QUIC MAX_STREAMS)."""
-    idle_timeout: float = 60.0
-    """Seconds without a packet from the peer before the connection is dropped."""
-    handshake_timeout: float = 10.0
-    """Seconds from the first packet to a completed handshake *and* peer authentication."""
-    stream_send_buffer: int = 256 * 1024
-    """Bytes queued but not yet sent per stream before ``send_all`` waits."""
-    stream_receive_buffer: int = 256 * 1024
-    """Bytes received but not yet read per stream; also the stream's flow-control window."""
-    max_datagram_size: int = SMALLEST_MAX_DATAGRAM_SIZE
-    """Largest UDP payload sent; 1200 fits every IPv6 path, loopback takes far more."""
-
-    def __post_init__(self) -> None:
-        for name, low in (
-            ("max_connections", 1),
-            ("max_streams", 1),
-            ("stream_send_buffer", 1024),
-            ("stream_receive_buffer", 1024),
-        ):
-            value = getattr(self, name)
-            if type(value) is not int or value < low:
-                raise LocalProtocolError(
-                    f"TransportLimits.{name} is an integer >= {low}; got {value!r}"
-                )
-        per_host = self.max_inbound_per_host
-        if per_host is not None and (type(per_host) is not int or per_host < 1):
-            raise LocalProtocolError(
-                f"TransportLimits.max_inbound_per_host is None or an integer >= 1; got {per_host!r}"
-            )
-        reserved = self.reserved_outbound
-        if type(reserved) is not int or not 0 <= reserved < self.max_connections:
-            raise LocalProtocolError(
-                "TransportLimits.reserved_outbound is an integer from 0 to max_connections - 1; "
-                f"got {reserved!r}"
-            )
-        size = self.max_datagram_size
-        if type(size) is not int or not SMALLEST_MAX_DATAGRAM_SIZE <= size <= MAX_UDP_PAYLOAD:
-            raise LocalProtocolError(
-                "TransportLimits.max_datagram_size is an integer from "
-                f"{SMALLEST_MAX_DATAGRAM_SIZE} (QUIC's minimum) to {MAX_UDP_PAYLOAD}; got {size!r}"
-            )
-        for name in ("idle_timeout", "handshake_timeout"):
-            value = getattr(self, name)
-            if type(value) not in (int, float) or not (math.isfinite(value) and value > 0):
-                raise LocalProtocolError(
-                    f"TransportLimits.{name} is a finite number of seconds > 0; got {value!r}"
-                )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class CloseReason:
-    """Why a connection ended.
-
-    ``application`` tells the two code spaces apart: True for a shinyo/1
-    :class:`ErrorCode` (CONNECTION_CLOSE type 0x1d), False for a QUIC transport
-    error such as FLOW_CONTROL_ERROR, CONNECTION_REFUSED or an idle timeout.
-    ``local`` is True when this endpoint closed the connection.
-    """
-
-    error_code: int
-    reason: str
-    application: bool
-    local: bool
-
-
-class ConnectionClosed(TransportError, trio.BrokenResourceError):
-    """The connection is closed; ``reason`` says by whom and why."""
-
-    def __init__(self, reason: CloseReason) -> None:
-        who = "this endpoint" if reason.local else "the peer (or a timeout)"
-        space = "application" if reason.application else "transport"
-        super().__init__(
-            f"connection closed by {who}: {space} code 0x{reason.error_code:x}"
-            + (f", {reason.reason!r}" if reason.reason else "")
-        )
-        self.reason = reason
-
-
-class StreamReset(TransportError, trio.BrokenResourceError):
-    """The peer abandoned this stream (RESET_STREAM or STOP_SENDING) with ``error_code``."""
-
-    def __init__(self, message: str, *, error_code: int) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-
-
-class HandshakeTimeout(TransportError):
-    """No QUIC handshake completed within ``TransportLimits.handshake_timeout``."""
-
-
-class ConnectionRefused(TransportError):
-    """The server refused the connection (CONNECTION_REFUSED: it is full)."""
-
-
-class ConnectionLimitReached(TransportError):
-    """This endpoint already has ``TransportLimits.max_connections`` connections."""
-
-
-@dataclass(kw_only=True, slots=True)
-class EndpointStats:
-    """Counters for status displays and tests."""
-
-    datagrams_received: int = 0
-    datagrams_dropped: int = 0
-    """Datagrams that matched no connection and started none (garbage, stray, too small)."""
-    connections_refused: int = 0
-    auth_failures: int = 0
-    handshake_timeouts: int = 0
-
-
-class _QuicAdapter(QuicConnection):
-    """aioquic's ``QuicConnection`` plus what shinyo needs and aioquic has no public knob for.
-
-    Each item reaches into aioquic internals; tests/test_quic.py pins every one:
-
-    * the number of streams a peer may open (aioquic hardcodes 128) -- spec 5.1;
-    * receive credit returned as the application reads instead of as data
-      arrives, so a slow reader bounds memory -- spec 5.2;
-    * the TLS exporter master secret, read from the key schedule when the
-      1-RTT keys are installed, for the channel binding -- spec 4.2.
-    """
-
-    def __init__(
-        self,
-        *,
-        configuration: QuicConfiguration,
-        max_peer_streams: int,
-        receive_window: int,
-        original_destination_connection_id: bytes | None = None,
-    ) -> None:
-        super().__init__(
-            configuration=configuration,
-            original_destination_connection_id=original_destination_connection_id,
-        )
-        self.channel_binding: bytes | None = None
-        self.binding_error: str | None = None
-        self._window = receive_window
-        self._read_offsets: dict[int, int] = {}
-        # Set before the transport parameters are serialised (at connect or at
-        # the first datagram).  No unidirectional streams in shinyo/1.
-        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = max_peer_streams
-        self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
-
-    def track_reads(self, stream_id: int, offset: int) -> None:
-        """The application has read ``offset`` bytes of this stream."""
-        self._read_offsets[stream_id] = offset
-
-    def untrack(self, stream_id: int) -> None:
-        self._read_offsets.pop(stream_id, None)
-
-    def credit_due(self, stream_id: int) -> bool:
-        """Whether the application has read enough to raise this stream's credit."""
-        stream = self._streams.get(stream_id)
-        return stream is not None and self._raise_due(stream)
-
-    def _raise_due(self, stream: _AioquicStream) -> bool:
-        # RFC 9000 4.2: the credit is the bytes read plus one window, raised once
-        # half a window has been read since the last raise.
-        read = None if stream.stream_id is None else self._read_offsets.get(stream.stream_id)
-        window = self._window
-        return read is not None and read + window >= stream.max_stream_data_local + window // 2
-
-    def unsent_bytes(self, stream_id: int, written: int) -> int:
-        stream = self._streams.get(stream_id)
-        return 0 if stream is None else written - stream.sender.highest_offset
-
-    def has_stream(self, stream_id: int) -> bool:
-        return stream_id in self._streams
-
-    def _write_stream_limits(
-        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: _AioquicStream
-    ) -> None:
-        # Replaces aioquic's rule, which doubles the window as data *arrives* and
-        # so lets a fast peer fill memory behind a slow reader (spec 5.2).
-        sid = stream.stream_id
-        if sid is None or stream.max_stream_data_local == 0 or stream.receiver.is_finished:
-            return
-        if self._raise_due(stream):
-            stream.max_stream_data_local = self._read_offsets[sid] + self._window
-        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
-            buf = builder.start_frame(
-                QuicFrameType.MAX_STREAM_DATA,
-                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
-                handler=self._on_max_stream_data_delivery,
-                handler_args=(stream,),
-            )
-            buf.push_uint_var(sid)
-            buf.push_uint_var(stream.max_stream_data_local)
-            stream.max_stream_data_local_sent = stream.max_stream_data_local
-
-    def _update_traffic_key(
-        self,
-        direction: tls.Direction,
-        epoch: tls.Epoch,
-        cipher_suite: tls.CipherSuite,
-        secret: bytes,
-    ) -> None:
-        first = self.channel_binding is None and self.binding_error is None
-        if epoch == tls.Epoch.ONE_RTT and first:
-            self._capture_binding(secret)
-        super()._update_traffic_key(direction, epoch, cipher_suite, secret)
-
-    def _capture_binding(self, first_application_secret: bytes) -> None:
-        # The first 1-RTT secret either side installs is the server's application
-        # traffic secret, derived like exporter_master_secret from the master
-        # secret over the transcript through the server Finished (RFC 8446 7.1).
-        # Re-deriving it proves the key schedule is at exactly that point.
-        schedule = self.tls.key_schedule
-        if schedule is None or schedule.derive_secret(b"s ap traffic") != first_application_secret:
-            self.binding_error = "the TLS key schedule is not where this aioquic version was"
-            return
-        exporter_master_secret = schedule.derive_secret(b"exp master")
-        self.channel_binding = channel_binding(schedule.algorithm, exporter_master_secret)
-
-
-def _peer_initiated(stream_id: int, role: PeerRole) -> bool:
-    # Bit 0 of a stream ID is 0 for client-initiated streams (RFC 9000 2.1).
-    return (stream_id & 1 == 0) == (role is PeerRole.SERVER)
-
-
-class QuicStream(trio.abc.HalfCloseableStream):
-    """One bidirectional QUIC stream as a trio stream.
-
-    ``send_all`` waits while more than ``stream_send_buffer`` bytes are queued
-    but unsent; at most ``stream_receive_buffer`` unread bytes are ever held,
-    because the peer gets credit only as they are read (spec 5.2).
-    """
-
-    def __init__(self, connection: PeerConnection, stream_id: int) -> None:
-        self._conn = connection
-        self.stream_id = stream_id
-        self._received = bytearray()
-        self._read = 0
-        self._eof_received = False
-        self._reset_code: int | None = None
-        self._written = 0
-        self._eof_sent = False
-        self._stop_code: int | None = None
-        self._closed = False
-        self._sending = False
-        self._receiving = False
-        self._readable = trio.lowlevel.ParkingLot()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet read."""
-        return len(self._received)
-
-    @property
-    def unsent(self) -> int:
-        """Bytes given to ``send_all`` that have not been sent yet."""
-        return self._conn._quic.unsent_bytes(self.stream_id, self._written)
-
-    def _check_writable(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("this stream was closed")
-        if self._eof_sent:
-            raise trio.ClosedResourceError("send_eof() was called on this stream")
-        if self._stop_code is not None:
-            raise StreamReset(
-                f"the peer stopped reading stream {self.stream_id} (code 0x{self._stop_code:x})",
-                error_code=self._stop_code,
-            )
-        self._conn._raise_if_closed()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
-            await trio.lowlevel.checkpoint()
-            bound = self._conn._endpoint.limits.stream_send_buffer
-            view = memoryview(data).cast("B")
-            while True:
-                self._check_writable()
-                if not view:
-                    return
-                unsent = self.unsent
-                if unsent < bound:
-                    chunk = view[: bound - unsent]
-                    view = view[len(chunk) :]
-                    self._written += len(chunk)
-                    self._conn._quic.send_stream_data(self.stream_id, chunk.tobytes())
-                    self._conn._endpoint._transmit(self._conn)
-                    continue
-                # Full: wait for the queue to drain to half, not to one byte
-                # of room, so writes stay large.
-                while self.unsent > bound // 2:
-                    self._check_writable()
-                    await self._conn._progress.park()
-        finally:
-            self._sending = False
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-        bound = self._conn._endpoint.limits.stream_send_buffer
-        while True:
-            self._check_writable()
-            if self.unsent < bound:
-                return
-            await self._conn._progress.park()
-
-    async def send_eof(self) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        await trio.lowlevel.checkpoint()
-        if self._eof_sent and not self._closed:
-            return
-        self._check_writable()
-        self._eof_sent = True
-        self._conn._quic.send_stream_data(self.stream_id, b"", end_stream=True)
-        self._conn._endpoint._transmit(self._conn)
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be at least 1")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
-        try:
-            await trio.lowlevel.checkpoint()
-            while not self._received:
-                if self._closed:
-                    raise trio.ClosedResourceError("this stream was closed")
-                if self._reset_code is not None:
-                    raise StreamReset(
-                        f"the peer reset stream {self.stream_id} (code 0x{self._reset_code:x})",
-                        error_code=self._reset_code,
-                    )
-                if self._eof_received:
-                    return b""
-                self._conn._raise_if_closed()
-                await self._readable.park()
-            if self._closed:
-                raise trio.ClosedResourceError("this stream was closed")
-            n = len(self._received) if max_bytes is None else min(max_bytes, len(self._received))
-            data = bytes(self._received[:n])
-            del self._received[:n]
-            self._read += n
-            quic = self._conn._quic
-            quic.track_reads(self.stream_id, self._read)
-            if quic.credit_due(self.stream_id):
-                self._conn._endpoint._transmit(self._conn)  # MAX_STREAM_DATA goes out now
-            return data
-        finally:
-            self._receiving = False
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._received.clear()
-            self._conn._stream_closed(self)
-            self._readable.unpark_all()
-        await trio.lowlevel.checkpoint()
-
-    # -- events from the connection --
-
-    def _on_data(self, data: bytes, end_stream: bool) -> None:
-        if self._closed or self._reset_code is not None:
-            return
-        self._received += data
-        self._eof_received = self._eof_received or end_stream
-        self._readable.unpark_all()
-
-    def _on_reset(self, error_code: int) -> None:
-        self._reset_code = error_code
-        self._received.clear()
-        self._readable.unpark_all()
-
-    def _on_stop_sending(self, error_code: int) -> None:
-        self._stop_code = error_code
-        self._conn._progress.unpark_all()
-
-
-class PeerConnection:
-    """An authenticated connection to another node (made by :class:`QuicEndpoint`)."""
-
-    def __init__(
-        self,
-        endpoint: QuicEndpoint,
-        quic: _QuicAdapter,
-        role: PeerRole,
-        remote_address: Address,
-        created_at: float,
-    ) -> None:
-        self._endpoint = endpoint
-        self._quic = quic
-        self._role = role
-        self._remote = remote_address
-        self._deadline = created_at + endpoint.limits.handshake_timeout
-        self._peer_key: Pseudonym | None = None
-        self._streams: dict[int, QuicStream] = {}
-        self._closed_streams: list[QuicStream] = []
-        self._incoming: deque[QuicStream] = deque()
-        self._handshake_done = False
-        self._auth_bytes = bytearray()
-        self._auth_fin = False
-        self._auth_error: str | None = None
-        self._close_reason: CloseReason | None = None
-        self._terminated = False
-        self._closed = trio.Event()
-        self._state = trio.lowlevel.ParkingLot()  # handshake, AUTH bytes, new streams, close
-        self._progress = trio.lowlevel.ParkingLot()  # after every transmit
-        self._timer_at: float | None = None
-        self._timer_scope: trio.CancelScope | None = None
-        self._cids: set[bytes] = set()
-        self._pings = 0  # PING ids sent
-        self._pings_acked: set[int] = set()
-
-    @property
-    def peer_key(self) -> Pseudonym:
-        """The peer's node key, proven over this connection's channel binding."""
-        if self._peer_key is None:
-            raise LocalProtocolError("the peer has not authenticated yet")
-        return self._peer_key
-
-    @property
-    def remote_address(self) -> Address:
-        address = self._quic.get_peer_address()
-        return self._remote if address is None else (address[0], address[1])
-
-    @property
-    def channel_binding(self) -> bytes:
-        """The TLS channel binding (spec 4.3): alike at both ends, unique per connection."""
-        binding = self._quic.channel_binding
-        if binding is None:
-            raise LocalProtocolError("the handshake has not completed")
-        return binding
-
-    @property
-    def close_reason(self) -> CloseReason | None:
-        """Why the connection ended, or None while it is open."""
-        return self._close_reason
-
-    async def wait_closed(self) -> CloseReason:
-        """Wait until the connection has ended, by either side or a timeout."""
-        await self._closed.wait()
-        assert self._close_reason is not None
-        return self._close_reason
-
-    async def open_stream(self) -> QuicStream:
-        """A new bidirectional stream; the peer learns of it with its first byte."""
-        await trio.lowlevel.checkpoint()
-        self._raise_if_closed()
-        stream_id = self._quic.get_next_available_stream_id()
-        self._quic.send_stream_data(stream_id, b"")  # creates it, so the next ID moves on
-        return self._add_stream(stream_id)
-
-    async def accept_stream(self) -> QuicStream:
-        """Wait for the peer to open a stream."""
-        await trio.lowlevel.checkpoint()
-        while not self._incoming:
-            self._raise_if_closed()
-            await self._state.park()
-        return self._incoming.popleft()
-
-    async def ping(self, timeout: float) -> bool:
-        """Send a QUIC PING; True if the peer acknowledges it within ``timeout`` seconds.
-
-        False if it does not, or if the connection ends: a peer process that was
-        killed leaves its connections open at our end until the idle timeout, and
-        a restarted one drops their packets unanswered (transport.md 6).
-        """
-        if self._close_reason is not None:
-            return False
-        self._pings += 1
-        uid = self._pings
-        self._quic.send_ping(uid)
-        self._endpoint._transmit(self)
-        with trio.move_on_after(timeout):
-            while uid not in self._pings_acked:
-                if self._close_reason is not None:
-                    return False
-                await self._state.park()
-            self._pings_acked.discard(uid)
-            return True
-        return False
-
-    async def aclose(self) -> None:
-        """Close gracefully (CONNECTION_CLOSE with NO_ERROR); idempotent."""
-        self._endpoint._close(self, ErrorCode.NO_ERROR, "closed by the application")
-        await trio.lowlevel.checkpoint()
-
-    def __repr__(self) -> str:
-        who = self._peer_key.short() if self._peer_key else "unauthenticated"
-        return f"<PeerConnection {self._role.name.lower()} {who} at {self._remote}>"
-
-    # -- internals --
-
-    def _raise_if_closed(self) -> None:
-        if self._close_reason is not None:
-            raise ConnectionClosed(self._close_reason)
-
-    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            self._raise_if_closed()
-            await self._state.park()
-
-    def _add_stream(self, stream_id: int) -> QuicStream:
-        stream = QuicStream(self, stream_id)
-        self._streams[stream_id] = stream
-        self._quic.track_reads(stream_id, 0)
-        return stream
-
-    def _stream_closed(self, stream: QuicStream) -> None:
-        sid = stream.stream_id
-        self._quic.untrack(sid)
-        self._closed_streams.append(stream)
-        if self._close_reason is not None:
-            return
-        if not stream._eof_sent and stream._stop_code is None:
-            # A graceful end of our half: what is queued is still delivered.
-            self._quic.send_stream_data(sid, b"", end_stream=True)
-        if not stream._eof_received and stream._reset_code is None:
-            self._quic.stop_stream(sid, ErrorCode.STREAM_CLOSED)
-        self._endpoint._transmit(self)
-
-    def _prune_streams(self) -> None:
-        # Forget closed streams once aioquic has discarded them too; until then
-        # late frames for them must not look like new streams.
-        if self._closed_streams:
-            gone = [s for s in self._closed_streams if not self._quic.has_stream(s.stream_id)]
-            for stream in gone:
-                self._streams.pop(stream.stream_id, None)
-                self._closed_streams.remove(stream)
-
-    def _wake_all(self) -> None:
-        self._state.unpark_all()
-        self._progress.unpark_all()
-        for stream in self._streams.values():
-            stream._readable.unpark_all()
-
-    def _rearm_timer(self) -> None:
-        self._timer_at = self._quic.get_timer()
-        if self._timer_scope is not None:
-            self._timer_scope.deadline = math.inf if self._timer_at is None else self._timer_at
-
-    def _handle(self, event: events.QuicEvent) -> None:
-        if isinstance(event, events.StreamDataReceived):
-            self._on_stream_data(event)
-        elif isinstance(event, events.StreamReset):
-            if event.stream_id == AUTH_STREAM_ID and self._peer_key is None:
-                self._auth_error = "the peer reset the authentication stream"
-                self._state.unpark_all()
-            elif (stream := self._streams.get(event.stream_id)) is not None:
-                stream._on_reset(event.error_code)
-        elif isinstance(event, events.StopSendingReceived):
-            if (stream := self._streams.get(event.stream_id)) is not None:
-                stream._on_stop_sending(event.error_code)
-        elif isinstance(event, events.HandshakeCompleted):
-            if event.alpn_protocol != ALPN:
-                self._endpoint._close(
-                    self, ErrorCode.PROTOCOL_ERROR, f"ALPN {event.alpn_protocol!r} is not {ALPN!r}"
-                )
-            else:
-                self._handshake_done = True
-                self._state.unpark_all()
-        elif isinstance(event, events.PingAcknowledged):
-            self._pings_acked.add(event.uid)
-            self._state.unpark_all()
-        elif isinstance(event, events.ConnectionIdIssued):
-            self._endpoint._map_cid(event.connection_id, self)
-        elif isinstance(event, events.ConnectionIdRetired):
-            self._endpoint._unmap_cid(event.connection_id, self)
-        elif isinstance(event, events.ConnectionTerminated):
-            self._endpoint._terminated(self, event)
-
-    def _on_stream_data(self, event: events.StreamDataReceived) -> None:
-        sid = event.stream_id
-        if sid == AUTH_STREAM_ID:
-            # Only the AUTH message and its FIN travel here (spec 4.4).
-            if len(self._auth_bytes) + len(event.data) > AUTH_MESSAGE_SIZE:
-                self._auth_error = (
-                    f"more than {AUTH_MESSAGE_SIZE} bytes on the authentication stream"
-                )
-            else:
-                self._auth_bytes += event.data
-            self._auth_fin = self._auth_fin or event.end_stream
-            self._state.unpark_all()
-            return
-        stream = self._streams.get(sid)
-        if stream is None:
-            if not _peer_initiated(sid, self._role):
-                return
-            # Buffered (bounded by flow control) and handed out only after
-            # authentication: accept_stream is reachable only then (spec 4.4).
-            stream = self._add_stream(sid)
-            self._incoming.append(stream)
-            self._state.unpark_all()
-        stream._on_data(event.data, event.end_stream)
 
 
 class QuicEndpoint:
@@ -1098,7 +493,7 @@ class QuicEndpoint:
             ):
                 self.stats.datagrams_dropped += 1
                 return None
-            full = self._inbound_refusal(address)
+            full = _inbound_refusal(self.limits, self._connections, address)
             if full is not None:
                 self.stats.connections_refused += 1
                 logger.debug("refusing a connection from %s: %s", address, full)
@@ -1113,20 +508,6 @@ class QuicEndpoint:
             logger.exception("aioquic failed on a datagram from %s; closing that peer", address)
             self._close(conn, ErrorCode.INTERNAL_ERROR, "internal error")
         return conn
-
-    def _inbound_refusal(self, address: Address) -> str | None:
-        """Why a new inbound connection from ``address`` is refused, or None."""
-        limits = self.limits
-        if len(self._connections) >= limits.max_connections:
-            return "at the connection limit"
-        inbound = [c for c in self._connections if c._role is PeerRole.SERVER]
-        if len(inbound) >= limits.max_connections - limits.reserved_outbound:
-            return "the other slots are kept for outbound connections"
-        if limits.max_inbound_per_host is not None:
-            source = _source(address)
-            if sum(_source(c._remote) == source for c in inbound) >= limits.max_inbound_per_host:
-                return "at the limit for its source host"
-        return None
 
     def _accept_initial(
         self, data: bytes, address: Address, header: QuicHeader, now: float
@@ -1152,50 +533,6 @@ class QuicEndpoint:
         self._nursery.start_soon(self._authenticate_inbound, conn)
         return conn
 
-
-def _source(address: Address) -> str:
-    """The source a per-host limit counts: the IPv4 address, or the IPv6 /64 (one
-    host's usual allocation; counting single IPv6 addresses would limit nothing)."""
-    try:
-        ip = ipaddress.ip_address(address[0])
-    except ValueError:
-        return address[0]  # not an IP literal (a test transport's name)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
-
-
-def _version_negotiation(header: QuicHeader) -> bytes:
-    return encode_quic_version_negotiation(
-        source_cid=header.destination_cid,
-        destination_cid=header.source_cid,
-        supported_versions=[QuicProtocolVersion.VERSION_1],
-    )
-
-
-def _connection_refused(header: QuicHeader) -> bytes:
-    """A stateless Initial carrying CONNECTION_CLOSE(CONNECTION_REFUSED) (RFC 9000 5.2.2)."""
-    crypto = CryptoPair()
-    version = QuicProtocolVersion.VERSION_1
-    crypto.setup_initial(cid=header.destination_cid, is_client=False, version=version)
-    builder = QuicPacketBuilder(
-        host_cid=os.urandom(_CID_LENGTH),
-        peer_cid=header.source_cid,
-        version=version,
-        is_client=False,
-        max_datagram_size=SMALLEST_MAX_DATAGRAM_SIZE,
-    )
-    builder.start_packet(QuicPacketType.INITIAL, crypto)
-    reason = b"server full"
-    buf = builder.start_frame(
-        QuicFrameType.TRANSPORT_CLOSE, capacity=TRANSPORT_CLOSE_FRAME_CAPACITY + len(reason)
-    )
-    buf.push_uint_var(QuicErrorCode.CONNECTION_REFUSED)
-    buf.push_uint_var(QuicFrameType.PADDING)
-    buf.push_uint_var(len(reason))
-    buf.push_bytes(reason)
-    datagrams, _ = builder.flush()
-    return datagrams[0]
 
 
 def open_endpoint(
