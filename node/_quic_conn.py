@@ -87,7 +87,8 @@ class PeerConnection:
         self._timer_scope: trio.CancelScope | None = None
         self._cids: set[bytes] = set()
         self._pings = 0  # PING ids sent
-        self._pings_acked: set[int] = set()
+        self._pings_waiting: set[int] = set()  # ids a ping() call still waits for
+        self._pings_acked: set[int] = set()  # of those, the acknowledged
 
     @property
     def peer_key(self) -> Pseudonym:
@@ -147,16 +148,21 @@ class PeerConnection:
             return False
         self._pings += 1
         uid = self._pings
+        self._pings_waiting.add(uid)
         self._quic.send_ping(uid)
         self._endpoint._transmit(self)
-        with trio.move_on_after(timeout):
-            while uid not in self._pings_acked:
-                if self._close_reason is not None:
-                    return False
-                await self._state.park()
+        try:
+            with trio.move_on_after(timeout):
+                while uid not in self._pings_acked:
+                    if self._close_reason is not None:
+                        return False
+                    await self._state.park()
+                return True
+            return False
+        finally:
+            # An ack after the timeout then finds nobody waiting, and is not kept.
+            self._pings_waiting.discard(uid)
             self._pings_acked.discard(uid)
-            return True
-        return False
 
     async def aclose(self) -> None:
         """Close gracefully (CONNECTION_CLOSE with NO_ERROR); idempotent."""
@@ -238,8 +244,9 @@ class PeerConnection:
                 self._handshake_done = True
                 self._state.unpark_all()
         elif isinstance(event, events.PingAcknowledged):
-            self._pings_acked.add(event.uid)
-            self._state.unpark_all()
+            if event.uid in self._pings_waiting:
+                self._pings_acked.add(event.uid)
+                self._state.unpark_all()
         elif isinstance(event, events.ConnectionIdIssued):
             self._endpoint._map_cid(event.connection_id, self)
         elif isinstance(event, events.ConnectionIdRetired):

@@ -197,6 +197,20 @@ async def test_leaving_the_endpoint_closes_its_connections(autojump_clock: trio.
     assert trio.lowlevel.current_statistics().tasks_living == tasks_before
 
 
+async def test_a_ping_acknowledged_too_late_leaves_nothing_behind(
+        autojump_clock: trio.abc.Clock) -> None:
+    net = MemoryNetwork(seed=15, delay=0.05)  # a round trip of 0.1 s
+    async with on(net, 2) as client, on(net, 1) as server:
+        conn = await client.connect(server.address)
+        await server.accept()
+        assert await conn.ping(1.0)
+        for _ in range(10):
+            assert not await conn.ping(0.01)  # each ack comes after the wait ended
+        await trio.sleep(1.0)
+        assert not conn._pings_waiting and not conn._pings_acked
+        assert await conn.ping(1.0)
+
+
 async def test_stream_semantics(autojump_clock: trio.abc.Clock) -> None:
     net = MemoryNetwork(seed=3)
     accepted: list[QuicStream] = []
