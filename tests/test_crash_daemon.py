@@ -74,6 +74,10 @@ def test_the_campaign_catches_a_store_that_loses_a_committed_entry(tmp_path: Pat
     found = {(f.check, f.node) for f in report.failures}
     assert ("acknowledged", "a") in found
     assert report.directory is not None  # kept, for a look
+    # The replay command carries every option that shapes a round.
+    replay = report.reproduce(0)
+    assert "--start 0 --rounds 1" in replay and replay.endswith(" --self-test")
+    assert f"--wait {report.config.wait:g}" in replay
 
 
 # -- the checks, on stores that lost or broke something --------------------------------------

@@ -59,7 +59,8 @@ class Report:
                   f"--start {c.start} --rounds {self.rounds}")
         return (f"python -m shinyo.tools.crash --seed {c.seed} {rounds} --entries {c.entries} "
                 f"--authors {c.authors} --idle-timeout {c.idle_timeout:g} "
-                f"--sync-interval {c.sync_interval:g}")
+                f"--sync-interval {c.sync_interval:g} --wait {c.wait:g}"
+                + (" --self-test" if c.self_test else ""))
 
     def summary(self) -> dict[str, Any]:
         k = self.kills
