@@ -56,13 +56,18 @@ import trio
 
 from shinyo import Entry, Pseudonym, ShinyoError, SigningIdentity
 from shinyo._sync import MAX_HELD_BYTES, MAX_HELD_ENTRIES, MAX_OUTSTANDING_WANTS, SEEN_CAPACITY
-from shinyo._wire import MAX_HEADS
+from shinyo._wire import MAX_HEADS, MAX_WANT_SPAN
 from shinyo.node._config import NodeConfig, parse_address
 from shinyo.node._control import ControlClient
 from shinyo.node._daemon import Ready
 from shinyo.node._keystore import create_keyfile
 from shinyo.node._node import STORE_FILE, Node, open_node
-from shinyo.node._peer import MAX_PROOF_ANSWERS, MAX_QUEUED_FORKS, PUSH_QUEUE
+from shinyo.node._peer import (
+    INGEST_DEPTH,
+    MAX_PROOF_ANSWERS,
+    MAX_QUEUED_FORKS,
+    PUSH_QUEUE,
+)
 from shinyo.node._quic import TransportLimits
 from shinyo.node._store import Store
 from shinyo.wire import MAX_FRAME_SIZE
@@ -90,6 +95,8 @@ memory (measured 1.2-1.4 KiB with Python's overhead; 2 KiB with margin)."""
 QUIC_CONNECTION_MEMORY: Final = 256 * KIB
 """aioquic's state per connection beyond stream buffers (TLS, crypto, packet spaces):
 measured about 195 KiB per authenticated connection of a full table."""
+READ_SIZE: Final = 65536
+"""Bytes a session reads from its stream at once (node/_peer.py)."""
 FIXED_ALLOWANCE: Final = 32 * MIB
 """The rest of the stated bound: allocator slack, SQLite's page cache, Python objects of
 sessions, the seen-set and held entries while they fill (see worst_case)."""
@@ -136,6 +143,11 @@ def worst_case(limits: TransportLimits | None = None) -> dict[str, int]:
         # Queued unsent, plus sent and unacknowledged up to the peer's credit.
         "send_stream": limits.stream_send_buffer + limits.stream_receive_buffer,
         "one_answer": MAX_FRAME_SIZE,  # read from the store when its turn comes
+        # Read ahead of the ingest (node/_peer.py): INGEST_DEPTH messages queued,
+        # one being stored and one read's frames, each frame's bytes plus the
+        # parsed entries (their payloads copied, ~600 bytes of objects each).
+        "ingest_pipeline": 2 * ((INGEST_DEPTH + 1) * MAX_FRAME_SIZE + READ_SIZE)
+        + ((INGEST_DEPTH + 1) * MAX_WANT_SPAN + READ_SIZE // 100) * 600,
         "push_queue": PUSH_QUEUE * 8,  # references: the raws are shared by the sessions
         "fork_queue": MAX_QUEUED_FORKS * 2100,
         "proof_answers": MAX_PROOF_ANSWERS * MAX_FRAME_SIZE,
