@@ -18,10 +18,11 @@ from typing import Any, Final
 
 import trio
 
-from shinyo import LocalProtocolError, Pseudonym, ShinyoError
+from shinyo import LocalProtocolError, Pseudonym, ShinyoError, TrustLimits
 
 from ._config import parse_address
 from ._node import Node, NodeError
+from ._trust_query import TrustQuery, answer, snapshot
 
 __all__ = ["COMMANDS", "ControlCommands"]
 
@@ -57,11 +58,19 @@ def _entry_result(node: Node, entry: Any) -> dict[str, Any]:
 
 
 class ControlCommands:
-    """Maps command names to the node; ``stop`` sets :attr:`stopping`."""
+    """Maps command names to the node; ``stop`` sets :attr:`stopping`.
 
-    def __init__(self, node: Node) -> None:
+    ``trust_limits`` lowers the limits of spec/trust.md 7 for ``trust``
+    queries (a verifier MAY; tests do, to reach them with small stores).
+    """
+
+    def __init__(self, node: Node, *, trust_limits: TrustLimits | None = None) -> None:
         self.node = node
         self.stopping = trio.Event()
+        self.trust_limits = trust_limits or TrustLimits()
+        # One trust query computes at a time: its CPU and memory stay bounded
+        # however many clients ask at once; the others wait their turn.
+        self._trust_limiter = trio.CapacityLimiter(1)
 
     async def __call__(self, command: str, args: dict[str, Any]) -> Any:
         method = COMMANDS.get(command)
@@ -151,6 +160,18 @@ class ControlCommands:
             raise LocalProtocolError(f"{first} (not found at the {len(self.node.sessions)} "
                                      "connected peers either)") from None
 
+    async def trust(self, args: dict[str, Any]) -> Any:
+        """``pseudonym``'s ratings weighed from ``roots`` (default: this node's own
+        pseudonym) with this node's chains as evidence (spec/trust.md 2.5, 9)."""
+        query = TrustQuery.from_args(args, me=self.node.pseudonym, now=self.node.wall_time(),
+                                     limits=self.trust_limits)
+        held = self.node.ledger.chain(query.subject)
+        fetched = held is None or not len(held)
+        bundle = await self._build_proof(query.subject)
+        # No checkpoint between the bundle and the copies: they show one moment.
+        snap = snapshot(self.node, bundle, fetched=fetched)
+        return await trio.to_thread.run_sync(answer, query, snap, limiter=self._trust_limiter)
+
     async def sync(self, args: dict[str, Any]) -> Any:
         """Start an anti-entropy round with every peer now."""
         self.node.anti_entropy()
@@ -164,5 +185,5 @@ class ControlCommands:
 COMMANDS: dict[str, Callable[[ControlCommands, dict[str, Any]], Awaitable[Any]]] = {
     name: getattr(ControlCommands, name)
     for name in ("status", "peers", "peer_add", "propose", "accept", "cancel", "rate", "retract",
-                 "respond", "trades", "forks", "proof", "sync", "stop")
+                 "respond", "trades", "forks", "proof", "trust", "sync", "stop")
 }

@@ -87,6 +87,7 @@ from ._trust import (
     TrustGraph,
     TrustLimits,
     TrustOversize,
+    TrustSelection,
     TrustWeights,
     trust_weights,
 )
@@ -176,6 +177,7 @@ __all__ = [
     "TrustLimits",
     "TrustOversize",
     "TrustReport",
+    "TrustSelection",
     "TrustWeights",
     "UnknownTrade",
     "UnsupportedVersion",

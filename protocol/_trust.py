@@ -13,7 +13,9 @@ Theory of operation
    (:meth:`~TrustEvidence.add_proof`), from a node's chains
    (:meth:`~TrustEvidence.add_chains`), or given as facts by a simulator
    (:meth:`~TrustEvidence.add_trade`).  Evidence is a set: the order it
-   arrives in never changes the result.
+   arrives in never changes the result.  A store past the limits is cut to
+   the chains nearest the roots (:meth:`~TrustEvidence.select`, 2.5), the
+   same chains whatever order they are held in.
 2. *Graph* (:class:`TrustGraph`, spec/trust.md 3).  An edge u -> v is made of
    u's own signed statements about v: its standing ratings of v (one per
    completed trade, whatever the stars, capped per pair) and its vouch.  So a
@@ -56,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from ._body import Propose, Reveal, Vouch, check_context
 from ._chain import Chain, Role, TradeView
@@ -71,11 +73,13 @@ from ._trade import TradeSession, TradeState, feed_in_order
 __all__ = [
     "MAX_EVIDENCE_BUNDLES", "MAX_TRUST_EDGES", "MAX_TRUST_NODES", "MAX_TRUST_ROOTS",
     "TRUST_STEPS", "WEIGHT_ONE", "TrustEvidence", "TrustGraph", "TrustLimits", "TrustOversize",
-    "TrustWeights", "trust_weights",
+    "TrustSelection", "TrustWeights", "trust_weights",
 ]
 
 View = Literal["subject", "shared"]
 """Whose walk weights are: one subject's view (spec/trust.md 4.5) or the shared walk."""
+Limit = Literal["MAX_TRUST_NODES", "MAX_TRUST_EDGES"]
+"""The limit that cut a selection of evidence (spec/trust.md 2.5)."""
 
 # -- spec/trust.md 3-5: the method's constants (normative) ---------------------------
 PAIR_CAP: Final = 4
@@ -143,6 +147,84 @@ def _view_entries(view: TradeView) -> list[Entry]:
     return sorted((e for e in entries if e is not None), key=lambda e: e.seq)
 
 
+# A completed trade as evidence (spec/trust.md 2.1): trade id, context, proposer,
+# acceptor, the stars each gave, and the parties that retracted their rating.
+_Completed = tuple[bytes, str, bytes, bytes, int, int, tuple[bytes, ...]]
+
+
+def _complete(proposal: Entry, proposer_rest: list[Entry],
+              acceptor: list[Entry]) -> _Completed | None:
+    """Run the two-party rules (spec 7.7) over one trade; its fact if both ratings stand."""
+    if not isinstance(proposal.body, Propose):
+        return None
+    session = TradeSession(me=proposal.author, proposal=proposal)
+    try:
+        feed_in_order(session, proposer_rest, acceptor)
+    except (VerificationError, LocalProtocolError):
+        return None  # not a trade both parties signed in order: no edge
+    mine, theirs = session.mine, session.theirs
+    if session.state is not TradeState.COMPLETE or mine.reveal is None \
+            or theirs.reveal is None or theirs.opened is None:
+        return None
+    assert isinstance(mine.reveal.body, Reveal) and isinstance(theirs.reveal.body, Reveal)
+    retracted = tuple(side.retract.author.key for side in (mine, theirs)
+                      if side.retract is not None)
+    return (session.trade, session.context, session.me.key, session.them.key,
+            mine.reveal.body.stars, theirs.reveal.body.stars, retracted)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustSelection:
+    """Which of a store's chains a :meth:`TrustEvidence.select` took (spec/trust.md 2.5).
+
+    ``stopped_by`` is None when no limit cut the selection: every chain within
+    ``TRUST_STEPS`` hops of the roots was taken, and the masses and weights
+    are those of all the chains held.  Otherwise ``stopped_at`` is the first
+    chain left out, at hop ``stopped_hop``, and it and every chain after it in
+    the order of 2.5 (by hop, then key) were left out.
+    """
+
+    taken: tuple[tuple[Pseudonym, int], ...]  # the chains taken and their hops, in order
+    held: int  # chains offered to the selection
+    stopped_by: Limit | None = None
+    stopped_at: Pseudonym | None = None
+    stopped_hop: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.taken) > self.held:
+            raise LocalProtocolError("a selection takes at most the chains it was offered")
+        if any(a[1] > b[1] or (a[1] == b[1] and a[0].key >= b[0].key)
+               for a, b in zip(self.taken, self.taken[1:], strict=False)):
+            raise LocalProtocolError("a selection takes chains by hop, then by key")
+        if (self.stopped_by is None) != (self.stopped_at is None) \
+                or (self.stopped_by is None) != (self.stopped_hop is None):
+            raise LocalProtocolError("a cut names its limit, its first chain and its hop")
+        if self.stopped_by not in (None, "MAX_TRUST_NODES", "MAX_TRUST_EDGES"):
+            raise LocalProtocolError("a selection is cut by MAX_TRUST_NODES or MAX_TRUST_EDGES")
+
+    @property
+    def chains(self) -> int:
+        """Chains taken."""
+        return len(self.taken)
+
+    @property
+    def hops(self) -> int | None:
+        """The hop of the farthest chain taken; None if none was."""
+        return self.taken[-1][1] if self.taken else None
+
+    @property
+    def cut(self) -> bool:
+        """True if a limit left out chains the walk could have reached."""
+        return self.stopped_by is not None
+
+    def to_json_obj(self) -> dict[str, Any]:
+        """The ``selection`` object of the report (spec/trust.md 8)."""
+        return {"chains": self.chains, "held": self.held, "hops": self.hops,
+                "stopped_by": self.stopped_by,
+                "stopped_at": None if self.stopped_at is None else self.stopped_at.to_text(),
+                "stopped_hop": self.stopped_hop}
+
+
 class TrustEvidence:
     """Accumulate what verified data says about trust (spec/trust.md 2).
 
@@ -157,7 +239,7 @@ class TrustEvidence:
     """
 
     __slots__ = ("_bundles", "_contexts", "_forked", "_keys", "_limits", "_retracted",
-                 "_trades", "_vouches")
+                 "_selection", "_trades", "_vouches")
 
     def __init__(self, *, contexts: Iterable[str] | None = None,
                  limits: TrustLimits | None = None) -> None:
@@ -172,6 +254,7 @@ class TrustEvidence:
         self._forked: set[bytes] = set()
         self._keys: set[bytes] = set()
         self._bundles = 0
+        self._selection: TrustSelection | None = None
 
     @staticmethod
     def _context(value: object) -> str:
@@ -191,6 +274,11 @@ class TrustEvidence:
     def nodes(self) -> int:
         """Distinct pseudonyms named by the evidence, forked ones included."""
         return len(self._keys)
+
+    @property
+    def selection(self) -> TrustSelection | None:
+        """How :meth:`select` chose the chains; None for evidence not selected."""
+        return self._selection
 
     def _admit(self, keys: Sequence[bytes], items: int) -> None:
         # Callers pass distinct keys, so counting the unknown ones is enough.
@@ -349,6 +437,146 @@ class TrustEvidence:
                 found += self._add_complete(mine[0], mine[1:], _view_entries(theirs))
         return found
 
+    @classmethod
+    def select(cls, chains: Mapping[Pseudonym, Chain], roots: Iterable[Pseudonym], *,
+               subject: Pseudonym | None = None, forked: Iterable[Pseudonym] = (),
+               contexts: Iterable[str] | None = None,
+               limits: TrustLimits | None = None) -> TrustEvidence:
+        """The evidence of the chains nearest ``roots`` that fits the limits (spec/trust.md 2.5).
+
+        Where :meth:`add_chains` stops with :class:`TrustOversize`, this takes
+        whole chains outward from the roots -- by hop, then by key -- and stops
+        before the first chain whose evidence would pass a limit.  The subset
+        does not depend on the order of ``chains``.  Chains more than
+        ``TRUST_STEPS`` hops out are never taken: they cannot change a mass, so
+        if no limit stops it the weights are those of every chain held.
+        :attr:`selection` (and every report built on this evidence) says what
+        was taken and where a limit cut it.
+
+        ``chains`` are the whole chains a node holds, by author; ``forked`` the
+        pseudonyms it holds fork proofs for, of which the roots', the
+        ``subject``'s (the pseudonym to be scored) and those the evidence
+        names count.  A chain is read only when the hops reach it, and each
+        trade's two-party check runs once: the cost is linear in the chains
+        read, plus sorting each hop's pseudonyms by key.
+
+        Raises :class:`LocalProtocolError` without roots or with more than
+        ``max_roots``, and :class:`TrustOversize` only if the forked roots and
+        subject alone pass ``max_nodes``.
+        """
+        ev = cls(contexts=contexts, limits=limits)
+        named = sorted({_key(r, "a trust root") for r in roots})
+        if not named:
+            raise LocalProtocolError("no trust roots: evidence is selected outward from the "
+                                     "roots (spec/trust.md 2.5); without roots the scores are "
+                                     "unweighted")
+        if len(named) > ev._limits.max_roots:
+            raise LocalProtocolError(f"{len(named)} trust roots; at most {ev._limits.max_roots}")
+        bad = {_key(p, "a forked pseudonym") for p in forked}
+        first = set(named) if subject is None else {*named, _key(subject, "subject")}
+        for k in sorted(first & bad):  # step 4: from the start (4.1, 2.3)
+            ev.add_forked(Pseudonym(key=k))
+        taken: dict[bytes, Chain] = {}
+        order: list[tuple[Pseudonym, int]] = []
+        hop_of = dict.fromkeys(named, 0)
+        layer = named
+        cut: tuple[Limit, bytes, int] | None = None
+        for hop in range(TRUST_STEPS + 1):
+            names: list[bytes] = []
+            for k in sorted(layer):  # step 3: by hop, then by key
+                chain = None if k in bad else chains.get(Pseudonym(key=k))
+                if chain is None:
+                    continue  # not held, or forked: not taken, its names not followed
+                if not isinstance(chain, Chain) or chain.author.key != k:
+                    raise LocalProtocolError("select takes shinyo.Chain objects by author")
+                if not len(chain):
+                    continue
+                trades, vouches, follow = ev._chain_facts(chain, taken)
+                over = ev._would_pass(trades, vouches)
+                if over is not None:
+                    cut = (over, k, hop)
+                    break
+                for fact in trades:
+                    ev._take_trade(fact)
+                for e in vouches:
+                    ev._add_vouch_entry(e, bad)
+                taken[k] = chain
+                order.append((chain.author, hop))
+                names.extend(follow)
+            if cut is not None or hop == TRUST_STEPS:
+                break
+            layer = []
+            for k in names:  # step 2: the names of hop h not seen yet are hop h + 1
+                if k not in hop_of:
+                    hop_of[k] = hop + 1
+                    layer.append(k)
+            if not layer:
+                break
+        ev._selection = TrustSelection(
+            taken=tuple(order), held=len(chains),
+            stopped_by=None if cut is None else cut[0],
+            stopped_at=None if cut is None else Pseudonym(key=cut[1]),
+            stopped_hop=None if cut is None else cut[2])
+        return ev
+
+    def _chain_facts(self, chain: Chain, taken: Mapping[bytes, Chain]
+                     ) -> tuple[list[_Completed], list[Entry], list[bytes]]:
+        """What taking ``chain`` adds (spec/trust.md 2.5 step 4), and its names (step 1).
+
+        A trade is evidence once both its chains are taken, so it is checked
+        here when the second of them comes.
+        """
+        trades: list[_Completed] = []
+        names: list[bytes] = []
+        for trade, view in chain.trades.items():
+            if view.reveal is None or not self._wanted(view.context):
+                continue  # no rating of the author's: no edge out of it (3.2)
+            names.append(view.counterparty.key)
+            other = taken.get(view.counterparty.key)
+            theirs = None if other is None else other.trade(trade)
+            if theirs is None or theirs.reveal is None:
+                continue
+            mine, held = _view_entries(view), _view_entries(theirs)
+            proposer, acceptor = (mine, held) if view.role is Role.PROPOSER else (held, mine)
+            fact = _complete(proposer[0], proposer[1:], acceptor)
+            if fact is not None:
+                trades.append(fact)
+        vouches = [e for e in chain.entries
+                   if isinstance(e.body, Vouch) and self._wanted(e.body.context)]
+        for e in chain.active_vouches():
+            assert isinstance(e.body, Vouch)
+            if self._wanted(e.body.context):
+                names.append(e.body.subject.key)
+        return trades, vouches, names
+
+    def _would_pass(self, trades: Sequence[_Completed], vouches: Sequence[Entry]) -> Limit | None:
+        """The limit the held evidence plus ``trades`` and ``vouches`` would pass, if any."""
+        keys: set[bytes] = set()
+        items = 0
+        for trade, _, p, a, _, _, retracted in trades:
+            if trade not in self._trades:
+                keys.update((p, a))
+                items += 2 + len(retracted)
+        triples = set()
+        for e in vouches:
+            assert isinstance(e.body, Vouch)
+            triples.add((e.author.key, e.body.subject.key, e.body.context))
+        for triple in triples - self._vouches.keys():
+            keys.update(triple[:2])
+            items += 1
+        if len(self._keys) + len(keys - self._keys) > self._limits.max_nodes:
+            return "MAX_TRUST_NODES"
+        if self.items + items > self._limits.max_edges:
+            return "MAX_TRUST_EDGES"
+        return None
+
+    def _add_vouch_entry(self, e: Entry, forked: set[bytes]) -> None:
+        assert isinstance(e.body, Vouch)
+        self.add_vouch(voucher=e.author, subject=e.body.subject, context=e.body.context,
+                       active=e.body.active, seq=e.seq)
+        if e.body.subject.key in forked:  # step 4: the fork proofs of what it names
+            self.add_forked(e.body.subject)
+
     def _add_vouches(self, chain: Chain) -> None:
         for e in chain.entries:
             if isinstance(e.body, Vouch):
@@ -358,25 +586,17 @@ class TrustEvidence:
     def _add_complete(self, proposal: Entry, proposer_rest: list[Entry],
                       acceptor: list[Entry]) -> bool:
         """Run the two-party rules over one trade; take it if both ratings stand."""
-        if not isinstance(proposal.body, Propose):
-            return False
-        session = TradeSession(me=proposal.author, proposal=proposal)
-        try:
-            feed_in_order(session, proposer_rest, acceptor)
-        except (VerificationError, LocalProtocolError):
-            return False  # not a trade both parties signed in order: no edge
-        mine, theirs = session.mine, session.theirs
-        if session.state is not TradeState.COMPLETE or mine.reveal is None \
-                or theirs.reveal is None or theirs.opened is None:
-            return False
-        assert isinstance(mine.reveal.body, Reveal) and isinstance(theirs.reveal.body, Reveal)
-        self.add_trade(trade=session.trade, context=session.context, proposer=session.me,
-                       acceptor=session.them, proposer_stars=mine.reveal.body.stars,
-                       acceptor_stars=theirs.reveal.body.stars)
-        for side in (mine, theirs):
-            if side.retract is not None:
-                self.add_retraction(trade=session.trade, rater=side.retract.author)
-        return True
+        fact = _complete(proposal, proposer_rest, acceptor)
+        if fact is not None:
+            self._take_trade(fact)
+        return fact is not None
+
+    def _take_trade(self, fact: _Completed) -> None:
+        trade, context, p, a, ps, as_, retracted = fact
+        self.add_trade(trade=trade, context=context, proposer=Pseudonym(key=p),
+                       acceptor=Pseudonym(key=a), proposer_stars=ps, acceptor_stars=as_)
+        for rater in retracted:
+            self.add_retraction(trade=trade, rater=Pseudonym(key=rater))
 
     # -- the graph ---------------------------------------------------------------------
 
@@ -410,7 +630,7 @@ class TrustEvidence:
             weights.extend(w for _, w in edges)
             offsets.append(len(targets))
         return TrustGraph(nodes=nodes, offsets=tuple(offsets), targets=tuple(targets),
-                          weights=tuple(weights), forked=forked)
+                          weights=tuple(weights), forked=forked, selection=self._selection)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,6 +646,8 @@ class TrustGraph:
     targets: tuple[int, ...]
     weights: tuple[int, ...]
     forked: frozenset[bytes] = frozenset()
+    # How the evidence was selected from a store (spec/trust.md 2.5); None: it was not.
+    selection: TrustSelection | None = field(default=None, compare=False)
     index: Mapping[bytes, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -475,6 +697,7 @@ class TrustWeights:
     operations: int  # edge relaxations done: at most TRUST_STEPS x edges
     subject: Pseudonym | None = None  # whose view (4.5); None: the shared walk
     left_out: int = 0  # the subject's out-edges the walk did not take
+    selection: TrustSelection | None = None  # the graph's (2.5); None: evidence not selected
 
     @property
     def view(self) -> View:
@@ -560,6 +783,7 @@ def trust_weights(graph: TrustGraph, roots: Iterable[Pseudonym], *,
         mass={graph.nodes[i]: v for i, v in enumerate(visits) if v},
         weights=out, theta=theta, nodes=n, edges=graph.edges, operations=operations,
         subject=subject, left_out=0 if x < 0 else off[x + 1] - off[x],
+        selection=graph.selection,
     )
 
 

@@ -199,6 +199,8 @@ class TrustReport:
                        for p, w in self.raters],
             "graph": self.graph,
             "view": self.view,
+            "selection": (None if self.weights is None or self.weights.selection is None
+                          else self.weights.selection.to_json_obj()),
         }
 
 

@@ -771,8 +771,9 @@ def test_the_report_json_shape() -> None:
     r = trust_score(SUBJECT, [rated(SUBJECT, key(2), 4, 1)], as_of=NOW, weights=w)
     obj = r.to_json_obj()
     assert sorted(obj) == ["completion_rate", "dropped_roots", "fallback", "graph", "raters",
-                           "roots", "scores", "subject_forked", "tier", "trusted_rated",
-                           "view", "weighted", "window_mean", "window_weight"]
+                           "roots", "scores", "selection", "subject_forked", "tier",
+                           "trusted_rated", "view", "weighted", "window_mean", "window_weight"]
+    assert obj["selection"] is None  # facts, not chains selected from a store (2.5)
     assert sorted(obj["graph"]) == ["edges", "left_out", "nodes", "operations", "steps",
                                     "theta"]
     assert obj["view"] == "subject" and obj["graph"]["left_out"] == 0  # not a node

@@ -1,4 +1,4 @@
-"""The node commands: ``shinyo node run|status|stop``, ``peers``, ``trade``,
+"""The node commands: ``shinyo node run|status|stop|trust``, ``peers``, ``trade``,
 ``rate``, ``trades``, ``proof export``.
 
 ``node run`` runs the daemon in this process; the others are clients of a
@@ -28,10 +28,15 @@ def _home(args: argparse.Namespace) -> Path:
     return Path(args.home).expanduser() if args.home else default_home()
 
 
-def _client(args: argparse.Namespace) -> ControlClient:
+TRUST_TIMEOUT = 120.0
+"""Seconds ``node trust`` waits: a proof fetch (up to 20 s) and a selection from a
+large store (~9 s per million entries taken, docs/CONTROL.md)."""
+
+
+def _client(args: argparse.Namespace, *, timeout: float = 30.0) -> ControlClient:
     home = _home(args)
     config = load_config(home)
-    return ControlClient(home, socket_name=config.control_socket)
+    return ControlClient(home, socket_name=config.control_socket, timeout=timeout)
 
 
 def _call(args: argparse.Namespace, command: str, **kwargs: Any) -> Any:
@@ -87,6 +92,70 @@ def cmd_node_stop(args: argparse.Namespace) -> int:
     _call(args, "stop")
     print("stopping")
     return 0
+
+
+def cmd_node_trust(args: argparse.Namespace) -> int:
+    """A pseudonym's ratings weighed from trust roots by a running node (spec/trust.md 9).
+
+    Exit status 0; 1 if the subject's proof is invalid (a forked subject) or
+    the gate (``--min-score``, ``--min-trades``, ``--tier``) fails.
+    """
+    # cli.py imports this module: its helpers are imported when a command runs.
+    from .cli import _as_of, _pct, _print_scores  # noqa: PLC0415
+
+    query: dict[str, Any] = {"pseudonym": args.pseudonym}
+    if args.trust_root:
+        query["roots"] = args.trust_root
+    if args.policy:
+        query["policies"] = args.policy
+    if args.as_of is not None:
+        query["as_of"] = _as_of(args.as_of)
+    if args.trust_context:
+        query["contexts"] = args.trust_context
+    gate = {name: value for name, value in (("min_score", args.min_score),
+                                            ("min_trades", args.min_trades),
+                                            ("tier", args.tier)) if value is not None}
+    if gate:
+        query["gate"] = gate
+    r = _client(args, timeout=TRUST_TIMEOUT).call("trust", **query)
+    failed = not r["valid"] or (r["gate"] is not None and not r["gate"]["ok"])
+    if args.json:
+        _print_json(r)
+        return 1 if failed else 0
+    if not r["valid"]:
+        print(f"INVALID [{r['failure_class']}] {r['message']}")
+        return 1
+    proof, trust = r["proof"], r["trust"]
+    print(f"{r['pseudonym']}   as of {_when(r['as_of'])} UTC"
+          + ("   (chains fetched from peers)" if r["fetched"] else ""))
+    c = proof["counts"]
+    print(f"  proof: chain head seq {proof['head_seq']}, {proof['entries']} entries; "
+          f"trades {c['trades']}, rated {c['rated']}; unweighted tier {proof['tier']}, "
+          f"completion {_pct(proof['completion_rate'])}")
+    whose = "this node's own pseudonym" if r["default_roots"] else "--trust-root"
+    left = trust["graph"]["left_out"]
+    print(f"  trust: weighted from {len(trust['roots'])} root(s) ({whose}) in the subject's "
+          f"view ({left} own edge(s) left out); {trust['trusted_rated']:g} trusted rated "
+          f"trades, tier {trust['tier']}" + ("; SUBJECT FORKED" if trust["subject_forked"]
+                                             else ""))
+    print(f"  evidence: {_evidence(trust['selection'])}")
+    _print_scores(trust["scores"])
+    if r["gate"] is not None:
+        g = r["gate"]
+        print("  gate: " + ("passes" if g["ok"] else "fails: " + "; ".join(g["reasons"])))
+    return 1 if failed else 0
+
+
+def _evidence(s: dict[str, Any]) -> str:
+    """The selection of spec/trust.md 2.5, in words."""
+    took = f"{s['chains']} of the {s['held']} chains held"
+    if not s["chains"] and s["stopped_by"] is None:
+        return f"{took}: the node holds no chain of a root, so no rater is reached"
+    if s["stopped_by"] is None:
+        return (f"{took}, to hop {s['hops']}: every chain the roots reach (the whole store's "
+                "weights)")
+    return (f"{took}, to hop {s['hops']}; CUT at hop {s['stopped_hop']} by {s['stopped_by']} "
+            f"(first left out: {s['stopped_at'][:20]}…); raters past it weigh 0")
 
 
 # -- peers ---------------------------------------------------------------------------
@@ -193,6 +262,28 @@ def add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status.set_defaults(func=cmd_node_status)
     stop = _with_home(nsub.add_parser("stop", help="stop the running node"))
     stop.set_defaults(func=cmd_node_stop)
+    trust = _with_home(nsub.add_parser(
+        "trust", help="weigh a pseudonym's ratings from trust roots with the node's store",
+        description="The node builds the pseudonym's proof from what it holds (fetching "
+        "missing chains from peers), verifies it and weighs each rating by its rater's trust "
+        "from the roots, with its own chains as evidence (spec/trust.md 2.5, 9). Exit 1 if "
+        "the proof is invalid or the gate fails."))
+    trust.add_argument("pseudonym")
+    trust.add_argument("--trust-root", action="append", default=[], metavar="PSEUDONYM",
+                       help="a trust root (repeatable; default: the node's own pseudonym)")
+    trust.add_argument("--policy", action="append", default=[],
+                       help="weighted-NAME[:k=v,...] (repeatable; default: all five "
+                            "weighted policies); unweighted ones score the proof")
+    trust.add_argument("--as-of", help="judge at this ISO-8601 time (default: now)")
+    trust.add_argument("--trust-context", action="append", default=[], metavar="CONTEXT",
+                       help="only trades and vouches in this context are evidence")
+    trust.add_argument("--min-score", type=float,
+                       help="gate: weighted-bayes score at least this")
+    trust.add_argument("--min-trades", type=float,
+                       help="gate: at least this many trusted rated trades")
+    trust.add_argument("--tier", help="gate: at least this weighted tier")
+    trust.add_argument("--json", action="store_true", help="the node's answer as JSON")
+    trust.set_defaults(func=cmd_node_trust)
 
     peers = _with_home(sub.add_parser("peers", help="connected and known peers"))
     peers.add_argument("--json", action="store_true")

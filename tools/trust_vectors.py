@@ -3,10 +3,12 @@
     python -m shinyo.tools.trust_vectors spec/vectors
 
 Each vector is evidence (completed trades, retractions, vouches, forked
-pseudonyms, a context filter), trust roots, and one subject's classified
-trades; ``result`` is the graph's edges, every mass, theta and every weight in
-the subject's view (spec/trust.md 4.5: the walk without the subject's own
-out-edges), and the ``trust`` report, exactly as spec/trust.md computes them.
+pseudonyms, a context filter) -- or a node's ``store`` of real chains, from
+which the evidence is selected (spec/trust.md 2.5) under lowered ``limits`` --
+trust roots, and one subject's classified trades; ``result`` is the graph's
+edges, every mass, theta and every weight in the subject's view (spec/trust.md
+4.5: the walk without the subject's own out-edges), and the ``trust`` report,
+exactly as spec/trust.md computes them.
 ``shared`` is the shared walk's masses, theta and weights where they differ
 from the subject's view (informative), else null.  Keys are fixed
 (``craft.ident``), so the file is byte-identical on every run.
@@ -17,15 +19,17 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Sequence
+from itertools import count
 from pathlib import Path
 from typing import Any
 
-from shinyo import Pseudonym
+from shinyo import Chain, Entry, Participant, Pseudonym, terms_digest
 from shinyo._constants import PROTOCOL_VERSION
-from shinyo._trust import TrustEvidence, TrustWeights, trust_weights
+from shinyo._trust import TrustEvidence, TrustLimits, TrustWeights, trust_weights
 from shinyo._trust_policy import WEIGHTED_POLICIES, parse_policy, trust_score
 
-from .craft import CTX, T0, ident
+from .craft import CTX, T0, ident, nonce, salt
 from .scoring_vectors import outcomes_from_json
 
 DAY = 86_400
@@ -40,6 +44,8 @@ def _text(p: Pseudonym) -> str:
 
 def run(inp: dict[str, Any]) -> dict[str, Any]:
     """What spec/trust.md computes for one vector's ``input`` (the tests use this too)."""
+    if "store" in inp:
+        return _run_selected(inp)
     ev = TrustEvidence(contexts=inp["contexts"])
     for t in inp["trades"]:
         ev.add_trade(trade=bytes.fromhex(t["trade"]), context=t["context"],
@@ -54,6 +60,27 @@ def run(inp: dict[str, Any]) -> dict[str, Any]:
                      active=v["active"], seq=v["seq"])
     for f in inp["forked"]:
         ev.add_forked(Pseudonym.from_text(f))
+    return _result(ev, inp)
+
+
+def _run_selected(inp: dict[str, Any]) -> dict[str, Any]:
+    """A vector over a store: select its evidence (spec/trust.md 2.5), then as above."""
+    chains: dict[Pseudonym, Chain] = {}
+    for raws in inp["store"]["chains"]:
+        chain = Chain.from_entries(Entry.decode(bytes.fromhex(h)) for h in raws)
+        chains[chain.author] = chain
+    limits = inp["limits"]
+    ev = TrustEvidence.select(
+        chains, [Pseudonym.from_text(r) for r in inp["roots"]],
+        subject=Pseudonym.from_text(inp["subject"]),
+        forked=[Pseudonym.from_text(f) for f in inp["store"]["forked"]],
+        contexts=inp["contexts"], limits=None if limits is None else TrustLimits(**limits))
+    assert ev.selection is not None
+    return {"selected": [[_text(p), hop] for p, hop in ev.selection.taken],
+            **_result(ev, inp)}
+
+
+def _result(ev: TrustEvidence, inp: dict[str, Any]) -> dict[str, Any]:
     graph = ev.graph()
     roots = [Pseudonym.from_text(r) for r in inp["roots"]]
     subject = Pseudonym.from_text(inp["subject"])
@@ -123,6 +150,69 @@ class _Builder:
                 "roots": [_p(r) for r in roots], "subject": _p(subject), "outcomes": outcomes,
                 "as_of": NOW,
                 "policies": list(WEIGHTED_POLICIES) if policies is None else policies}
+
+
+class Market:
+    """Participants (``ident(n)``) trading for real: every entry signed, every chain valid.
+
+    Every entry reaches everyone, in chain order, so each participant could
+    hold every chain; :meth:`chains` gives each author's own.  Nonces, salts
+    and times are fixed, so the chains are byte-identical on every run.
+    """
+
+    def __init__(self, *, start: int = T0) -> None:
+        self.people: dict[int, Participant] = {}
+        self._clock = count(1)
+        self._start = start
+
+    def who(self, n: int) -> Participant:
+        if n not in self.people:
+            self.people[n] = Participant(ident(n))
+            for other in self.people.values():  # the newcomer hears every chain so far
+                if other is not self.people[n]:
+                    for e in other.chain.entries:
+                        self.people[n].receive(e)
+        return self.people[n]
+
+    def _post(self, entry: Entry) -> Entry:
+        for p in self.people.values():
+            if p.pseudonym != entry.author:
+                p.receive(entry)
+        return entry
+
+    def _t(self) -> int:
+        return self._start + 60 * next(self._clock)
+
+    def trade(self, i: int, j: int, si: int = 5, sj: int = 5, *, ctx: str = CTX,
+              reveal: bool = True) -> bytes:
+        """``i`` proposes to ``j``; both rate (``si`` is i's rating of j) and reveal."""
+        a, b = self.who(i), self.who(j)
+        n = next(self._clock)
+        p = self._post(a.propose(b.pseudonym, context=ctx, timestamp=self._t(),
+                                 terms=terms_digest(b"item %d" % n, salt=salt(n % 100))))
+        self._post(b.accept(p.id, timestamp=self._t()))
+        if reveal:
+            self._post(a.commit(p.id, stars=si, nonce=nonce(1), timestamp=self._t()))
+            self._post(b.commit(p.id, stars=sj, nonce=nonce(2), timestamp=self._t()))
+            self._post(a.reveal(p.id, timestamp=self._t()))
+            self._post(b.reveal(p.id, timestamp=self._t()))
+        return bytes(p.id)
+
+    def vouch(self, i: int, j: int, *, active: bool = True, ctx: str = CTX) -> None:
+        self._post(self.who(i).vouch(self.who(j).pseudonym, context=ctx, active=active,
+                                     timestamp=self._t()))
+
+    def retract(self, trade: bytes, i: int) -> None:
+        self._post(self.who(i).retract(trade, timestamp=self._t()))
+
+    def chains(self) -> dict[Pseudonym, Chain]:
+        return {p.pseudonym: p.chain for p in self.people.values() if len(p.chain)}
+
+    def store(self, *, forked: Sequence[int] = ()) -> dict[str, Any]:
+        """The ``store`` of a vector's input: every chain as hex entries, by author key."""
+        chains = sorted(self.chains().values(), key=lambda c: c.author.key)
+        return {"chains": [[e.encode().hex() for e in c.entries] for c in chains],
+                "forked": [_p(n) for n in forked]}
 
 
 def _rated(cp: int, stars: int, days_ago: int) -> dict[str, Any]:
@@ -316,7 +406,48 @@ def trust_vectors() -> list[dict[str, Any]]:
     outcomes = [_rated(m, rng.randint(1, 5), rng.randint(0, 120)) for m in members[1:30]]
     add("a 40-member community with pseudo-random trades (seed 20260101)",
         b.input(roots=[R], subject=SUBJECT, outcomes=outcomes))
+
+    # spec/trust.md 2.5: evidence selected from a node's store of real chains.
+    store = _store()
+    chosen = [_rated(3, 4, 10), _rated(4, 2, 20), _rated(30, 5, 30)]
+
+    def selected(roots: list[int], limits: dict[str, int] | None) -> dict[str, Any]:
+        return {"store": store, "limits": limits, "contexts": None,
+                "roots": [_p(r) for r in roots], "subject": _p(SUBJECT), "outcomes": chosen,
+                "as_of": NOW, "policies": ["weighted-bayes", "weighted-mean"]}
+
+    add("a store within the limits: every chain the hops reach is taken, by hop and then "
+        "key; 80 and 81 (no path from the root), 70 (forked) and 82 (named by a trade the "
+        "root never rated) are left out, and the weights are those of the whole store",
+        selected([R], None))
+    add("the same store with max_edges 10: the selection stops inside hop 2, before the "
+        "first chain whose evidence would pass the limit; later chains are left out",
+        selected([R], {"max_edges": 10}))
+    add("the same store with max_nodes 6: the node limit cuts it at the same chain",
+        selected([R], {"max_nodes": 6}))
+    add("three roots, one forked: the forked root's chain is not taken; the other two "
+        "start at hop 0, in key order, and 81 is reached from 80",
+        selected([R, 70, 80], None))
     return out
+
+
+def _store() -> dict[str, Any]:
+    """A node's store for the vectors of spec/trust.md 2.5: a root R, two hops of members,
+    the subject with a Sybil, an island, a forked pseudonym and an unrated proposal."""
+    m = Market()
+    m.trade(R, 1)
+    m.trade(2, R)
+    m.trade(1, 3)
+    m.trade(2, 4, 4, 5)
+    m.trade(3, SUBJECT, 5, 4)
+    m.retract(m.trade(4, SUBJECT, 5, 2), 4)  # 4 retracts its rating: 4 -> 50 goes
+    m.trade(SUBJECT, 30)
+    m.vouch(R, 5)  # 5 is reached by the vouch alone
+    m.trade(5, 6)
+    m.trade(2, 70)  # 70 is forked: its chain is not taken
+    m.trade(80, 81)  # no path from R
+    m.trade(R, 82, reveal=False)  # R never rated 82: 82 is not a name of R's chain
+    return m.store(forked=[70])
 
 
 def render() -> str:
