@@ -269,7 +269,7 @@ class Ledger:
             "entries": sum(len(c) for c in chains),
             "own_entries": len(self.participant.chain),
             "trades": len(self.participant.sessions),
-            "forks": len(self.store.forks()),
+            "forks": self.store.fork_count(),
         }
 
     def proof(self, subject: Pseudonym) -> bytes:
@@ -284,5 +284,7 @@ class Ledger:
         # `forked` (spec/proof.md 4 step 6).  Of the others, only those about
         # the subject's counterparties matter; the rest would only mislead.
         relevant = {subject, *(view.counterparty for view in chain.trades.values())}
-        forks = [f for f in self.store.forks() if f.author in relevant]
+        forks = [f for author in sorted(self.store.fork_authors() & relevant,
+                                        key=lambda a: a.key)
+                 for f in self.store.forks(author)]
         return build_proof(chain, chains, forks=forks)

@@ -480,7 +480,7 @@ class PeerSession:
         self._send_peers()
         # Fork proofs are news only once (8.3): a peer that was away when one
         # was stored learns it here, as a session opens.
-        for proof in self.host.replica.ledger.store.forks()[:MAX_QUEUED_FORKS]:
+        for proof in self.host.replica.ledger.store.forks(limit=MAX_QUEUED_FORKS):
             self.push_fork(proof)
 
     def _on_entries(self, msg: Entries, batch: Batch | None) -> None:
@@ -523,8 +523,9 @@ class PeerSession:
             return
         replica = self.host.replica
         scope = replica.proof_scope(msg.subject)
-        for proof in replica.ledger.store.forks():
-            if proof.author in scope:
+        store = replica.ledger.store
+        for author in store.fork_authors().intersection(scope):
+            for proof in store.forks(author):
                 self.push_fork(proof)
         self._proof_pages.append(heads_pages(replica.all_heads(scope), scope=msg.subject))
         self._wake.set()

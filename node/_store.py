@@ -526,9 +526,20 @@ class Store:
                         proof.encode()))
         return True
 
-    def forks(self, author: Pseudonym | None = None) -> list[ForkProof]:
-        rows = (self._all("SELECT proof FROM forks ORDER BY author, seq") if author is None else
-                self._all("SELECT proof FROM forks WHERE author = ? ORDER BY seq", (author.key,)))
+    def forks(self, author: Pseudonym | None = None, *,
+              limit: int | None = None) -> list[ForkProof]:
+        """Stored fork proofs (of ``author`` only, if given; the first ``limit``).
+
+        Each is decoded and verified again (two signatures): on a hot path ask
+        :meth:`fork_authors` first, or pass a ``limit``.
+        """
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise LocalProtocolError(f"forks(limit=) takes None or an int >= 0, not {limit!r}")
+        bound = -1 if limit is None else limit  # SQLite: a negative LIMIT is none
+        rows = (self._all("SELECT proof FROM forks ORDER BY author, seq LIMIT ?", (bound,))
+                if author is None else
+                self._all("SELECT proof FROM forks WHERE author = ? ORDER BY seq LIMIT ?",
+                          (author.key, bound)))
         out = []
         for (raw,) in rows:
             try:
@@ -537,6 +548,14 @@ class Store:
                 raise StoreError(f"{self.path}: a stored fork proof no longer decodes ({exc}); "
                                  "the file is corrupt") from None
         return out
+
+    def fork_authors(self) -> set[Pseudonym]:
+        """The pseudonyms a fork proof is stored about (nothing decoded)."""
+        return {Pseudonym(key=key) for (key,) in self._all("SELECT DISTINCT author FROM forks")}
+
+    def fork_count(self) -> int:
+        count: int = self._one("SELECT count(*) FROM forks")[0]
+        return count
 
     def is_forked(self, author: Pseudonym) -> bool:
         return self._one("SELECT 1 FROM forks WHERE author = ? LIMIT 1", (author.key,)) is not None

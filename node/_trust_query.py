@@ -205,7 +205,7 @@ def snapshot(node: Node, bundle: bytes, *, fetched: bool) -> Snapshot:
     if len(me.chain):
         chains[me.pseudonym] = me.chain.entries
     return Snapshot(bundle=bundle, chains=chains,
-                    forked=frozenset(f.author for f in node.store.forks()), fetched=fetched)
+                    forked=frozenset(node.store.fork_authors()), fetched=fetched)
 
 
 class _Chains(Mapping[Pseudonym, Chain]):

@@ -177,6 +177,20 @@ def test_fork_proofs_per_author_are_bounded(store: Store) -> None:
     assert store.forks() == sorted([first, other], key=lambda p: p.author)
 
 
+def test_fork_proofs_are_counted_and_listed_without_decoding_them_all(store: Store) -> None:
+    proofs = sorted([ForkProof.from_entries(A[0], sibling(A[0], 1)),
+                     ForkProof.from_entries(B[0], sibling(B[0], 2))], key=lambda p: p.author)
+    assert store.fork_authors() == set() and store.fork_count() == 0
+    for proof in proofs:
+        store.add_fork(proof)
+    assert store.fork_authors() == {A[0].author, B[0].author} and store.fork_count() == 2
+    assert store.forks(limit=0) == [] and store.forks(limit=1) == proofs[:1]
+    assert store.forks(limit=2) == proofs == store.forks(limit=5)
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(LocalProtocolError, match="limit"):
+            store.forks(limit=bad)  # type: ignore[arg-type]
+
+
 def test_out_of_order_adds_keep_the_highest_head(store: Store) -> None:
     store.add(A[4])
     assert store.head(A[0].author) == (5, A[4].id)
