@@ -22,12 +22,15 @@ from shinyo import LocalProtocolError, Pseudonym, ShinyoError, TrustLimits
 
 from ._config import parse_address
 from ._node import Node, NodeError
+from ._peer import PeerSession
 from ._trust_query import TrustQuery, answer, snapshot
 
 __all__ = ["COMMANDS", "ControlCommands"]
 
 PROOF_FETCH_TIMEOUT: Final = 20.0
 """Seconds ``proof`` may spend fetching missing chains from peers (wire.md 7.6)."""
+FETCH_POLL: Final = 0.1
+"""Seconds between two looks at a proof fetch's progress."""
 
 
 def _arg(args: dict[str, Any], name: str, kind: type, *, default: Any = ...) -> Any:
@@ -55,6 +58,22 @@ def _entry_result(node: Node, entry: Any) -> dict[str, Any]:
     return {"seq": entry.seq, "id": entry.id.hex(),
             "trade": None if entry.trade is None else entry.trade.hex(),
             "author": node.pseudonym.to_text()}
+
+
+def _fetched(node: Node, subject: Pseudonym, asked: list[PeerSession]) -> bool | None:
+    """Whether a fetch of ``subject``'s proof scope is done: None while an asked
+    peer (still connected) has not listed the scope in full, or holds more of a
+    chain in it than we do (``PeerSync.peer_seq``: a fetch is pending); then
+    True if we hold the subject's chain, False if no peer had it."""
+    live = [s for s in asked if s in node.sessions.values()]
+    if not all(subject in s.proofs_listed for s in live):
+        return None
+    if any(s.sync.peer_seq(a) for s in live for a in node.replica.proof_scope(subject)):
+        return None
+    if any(s.sync.peer_seq(subject) for s in live):
+        return None
+    chain = node.ledger.chain(subject)
+    return chain is not None and len(chain) > 0
 
 
 class ControlCommands:
@@ -145,19 +164,24 @@ class ControlCommands:
                 "bundle": base64.b64encode(bundle).decode("ascii")}
 
     async def _build_proof(self, subject: Pseudonym) -> bytes:
+        """The node's proof about ``subject``; if it holds none, the scope is asked
+        of every peer (ProofRequest, wire.md 7.6) and the proof built once each
+        peer has listed the scope in full and no fetch it started is pending --
+        not at the first entry in, which would export a half-synced chain."""
+        node = self.node
         try:
-            return self.node.proof(subject)
+            return node.proof(subject)
         except LocalProtocolError as first:
-            if not self.node.request_proof(subject):
+            asked = list(node.sessions.values())
+            if not node.request_proof(subject):
                 raise
             with trio.move_on_after(PROOF_FETCH_TIMEOUT):
-                while True:
-                    await trio.sleep(0.2)
-                    try:
-                        return self.node.proof(subject)
-                    except LocalProtocolError:
-                        continue
-            raise LocalProtocolError(f"{first} (not found at the {len(self.node.sessions)} "
+                # Polled: a listing that brings nothing wakes no waiter.
+                while (fetched := _fetched(node, subject, asked)) is None:
+                    await trio.sleep(FETCH_POLL)
+                if fetched:
+                    return node.proof(subject)
+            raise LocalProtocolError(f"{first} (not found at the {len(asked)} "
                                      "connected peers either)") from None
 
     async def trust(self, args: dict[str, Any]) -> Any:

@@ -206,6 +206,9 @@ class PeerSession:
         self._ingest_done = trio.Event()
         self._read_scope = trio.CancelScope()
         self.hello: Hello | None = None
+        self.proofs_listed: dict[Pseudonym, None] = {}
+        """Subjects whose proof scope the peer has listed in full (the last Heads
+        page answering our ProofRequest), the latest MAX_PROOF_ANSWERS."""
         self.registered = False
         self.closed_because = ""
         self.stats = {"entries_in": 0, "entries_out": 0, "pushed": 0, "push_overflows": 0,
@@ -462,6 +465,12 @@ class PeerSession:
         elif isinstance(msg, Heads):
             plan = self.sync.on_heads(msg, self.host.replica)
             self._queue_wants(plan.wants)
+            if msg.scope is not None and msg.through is None:
+                # The last page of the peer's answer to a ProofRequest (7.6).
+                self.proofs_listed.pop(msg.scope, None)
+                self.proofs_listed[msg.scope] = None
+                while len(self.proofs_listed) > MAX_PROOF_ANSWERS:
+                    del self.proofs_listed[next(iter(self.proofs_listed))]
         elif isinstance(msg, Fork):
             self._on_fork(msg)
         elif isinstance(msg, Peers):

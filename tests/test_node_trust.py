@@ -12,6 +12,7 @@ weigh nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -25,6 +26,7 @@ from shinyo import (
     Entry,
     ForkProof,
     LocalProtocolError,
+    Participant,
     Propose,
     Pseudonym,
     TrustEvidence,
@@ -292,3 +294,30 @@ async def test_one_query_computes_at_a_time(tmp_path: Path,
                 nursery.start_soon(one)
         assert len(answers) == 3 and all(a["valid"] for a in answers)
         assert most[0] == 1
+
+
+async def test_a_fetched_proof_waits_for_the_whole_chain(tmp_path: Path) -> None:
+    # The subject's chain takes a dozen answers (256 entries each, wire.md 5):
+    # the proof must not be built from the first of them (control `proof`).
+    subject = Participant(identity(SUBJECT))
+    entries = [subject.vouch(p(9), context="market.example/books", timestamp=START + i,
+                             active=i % 2 == 0) for i in range(3000)]
+    (tmp_path / "node2").mkdir()
+    with Store.open(tmp_path / "node2" / STORE_FILE) as store:
+        store.add_many(entries)
+    async with running(tmp_path, 2) as holder, \
+            running(tmp_path, 20, bootstrap=(holder,)) as node:
+        await node.wait_until(lambda: bool(node.sessions), timeout=WAIT)
+        answer = await ControlCommands(node)("proof", {"pseudonym": p(SUBJECT).to_text()})
+        report = verify_proof(base64.b64decode(answer["bundle"]), now=START + 10**6)
+        assert report.head_seq == len(entries)
+
+
+async def test_a_subject_no_peer_holds_is_refused_without_waiting_out_the_fetch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_commands, "PROOF_FETCH_TIMEOUT", 10 * WAIT)
+    async with running(tmp_path, 1) as other, \
+            running(tmp_path, 20, bootstrap=(other,)) as node:
+        await node.wait_until(lambda: bool(node.sessions), timeout=WAIT)
+        with trio.fail_after(WAIT), pytest.raises(LocalProtocolError, match="connected peers"):
+            await ControlCommands(node)("proof", {"pseudonym": p(SUBJECT).to_text()})
