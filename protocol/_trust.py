@@ -51,14 +51,17 @@ walk for every subject, an informative approximation for rankings that
 Everything is integer arithmetic with floor division in a fixed order, so a
 second implementation reproduces every mass and weight bit for bit.  Weighted
 scores and gates are in :mod:`shinyo._trust_policy`.
+
+One concept per module: the evidence is here (spec/trust.md 2); its
+selection from a store in :mod:`shinyo._trust_select` (2.5); the graph and
+the walk in :mod:`shinyo._trust_walk` (3-5); the constants and limits in
+:mod:`shinyo._trust_params` (3-5, 7).  This module re-exports their names,
+so every import from it still works.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, ClassVar, Final, Literal
 
 from ._body import Propose, Reveal, Vouch, check_context
 from ._chain import Chain, Role, TradeView
@@ -69,71 +72,37 @@ from ._identity import Pseudonym
 from ._proof import ProofReport, verify_proof_entries
 from ._scoring import Policy
 from ._trade import TradeSession, TradeState, feed_in_order
+from ._trust_params import CONTINUE as CONTINUE  # noqa: PLC0414
+from ._trust_params import (
+    MAX_EVIDENCE_BUNDLES,
+    MAX_TRUST_EDGES,
+    MAX_TRUST_NODES,
+    MAX_TRUST_ROOTS,
+    PAIR_CAP,
+    TRUST_STEPS,
+    VOUCH_WEIGHT,
+    WEIGHT_ONE,
+    TrustLimits,
+    TrustOversize,
+    _key,
+)
+from ._trust_params import OUT_FLOOR as OUT_FLOOR  # noqa: PLC0414
+from ._trust_params import THETA_SHARE as THETA_SHARE  # noqa: PLC0414
+from ._trust_params import TRUST_ONE as TRUST_ONE  # noqa: PLC0414
+from ._trust_select import Limit, TrustSelection, select_chains
+from ._trust_walk import TrustGraph, TrustWeights, trust_weights
+from ._trust_walk import View as View  # noqa: PLC0414
+from ._trust_walk import _theta as _theta  # noqa: PLC0414
+
+# The aliased imports above re-export names others read from this module (the tests,
+# _trust_policy): a redundant alias marks a re-export for mypy --strict and ruff F401,
+# which pylint's useless-alias check (PLC0414) does not know.
 
 __all__ = [
     "MAX_EVIDENCE_BUNDLES", "MAX_TRUST_EDGES", "MAX_TRUST_NODES", "MAX_TRUST_ROOTS",
     "TRUST_STEPS", "WEIGHT_ONE", "TrustEvidence", "TrustGraph", "TrustLimits", "TrustOversize",
     "TrustSelection", "TrustWeights", "trust_weights",
 ]
-
-View = Literal["subject", "shared"]
-"""Whose walk weights are: one subject's view (spec/trust.md 4.5) or the shared walk."""
-Limit = Literal["MAX_TRUST_NODES", "MAX_TRUST_EDGES"]
-"""The limit that cut a selection of evidence (spec/trust.md 2.5)."""
-
-# -- spec/trust.md 3-5: the method's constants (normative) ---------------------------
-PAIR_CAP: Final = 4
-"""Most one rater's trades can add to its edge to one ratee: four trades."""
-VOUCH_WEIGHT: Final = 2
-"""What an active vouch adds to the voucher's edge: as much as two trades."""
-OUT_FLOOR: Final = 4
-"""An edge carries at most ``w / OUT_FLOOR`` of its source's onward mass."""
-TRUST_ONE: Final = 2**40
-"""The mass the roots start with, shared equally."""
-TRUST_STEPS: Final = 16
-"""Steps of the walk: a fixed count, so the cost is fixed too."""
-CONTINUE: Final = (4, 5)
-"""The share of a node's mass passed on at each step (transitivity decay)."""
-THETA_SHARE: Final = (1, 2)
-"""theta keeps this share of the non-root mass when every node is capped at it."""
-WEIGHT_ONE: Final = 1_000_000
-"""A rater's weight is in millionths of a fully trusted rater."""
-
-# -- spec/trust.md 7: limits ------------------------------------------------------------
-MAX_TRUST_ROOTS: Final = 64
-MAX_TRUST_NODES: Final = 2**20
-MAX_TRUST_EDGES: Final = 2**22
-MAX_EVIDENCE_BUNDLES: Final = 64
-
-
-class TrustOversize(VerificationError):
-    """The evidence passes a limit of spec/trust.md 7: give fewer bundles or chains."""
-
-    failure_class: ClassVar[str] = "oversize"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrustLimits:
-    """Limits on evidence (spec/trust.md 7).  A verifier MAY lower them, never raise them."""
-
-    max_roots: int = MAX_TRUST_ROOTS
-    max_nodes: int = MAX_TRUST_NODES
-    max_edges: int = MAX_TRUST_EDGES
-    max_bundles: int = MAX_EVIDENCE_BUNDLES
-
-    def __post_init__(self) -> None:
-        for name, ceiling in (("max_roots", MAX_TRUST_ROOTS), ("max_nodes", MAX_TRUST_NODES),
-                              ("max_edges", MAX_TRUST_EDGES),
-                              ("max_bundles", MAX_EVIDENCE_BUNDLES)):
-            value = getattr(self, name)
-            if type(value) is not int or not 1 <= value <= ceiling:
-                raise LocalProtocolError(f"{name} must be an integer from 1 to {ceiling}")
-
-
-def _key(value: object, what: str) -> bytes:
-    if not isinstance(value, Pseudonym):
-        raise LocalProtocolError(f"{what} must be a shinyo.Pseudonym")
-    return value.key
 
 
 def _stars(value: object, what: str) -> int:
@@ -171,58 +140,6 @@ def _complete(proposal: Entry, proposer_rest: list[Entry],
                       if side.retract is not None)
     return (session.trade, session.context, session.me.key, session.them.key,
             mine.reveal.body.stars, theirs.reveal.body.stars, retracted)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrustSelection:
-    """Which of a store's chains a :meth:`TrustEvidence.select` took (spec/trust.md 2.5).
-
-    ``stopped_by`` is None when no limit cut the selection: every chain within
-    ``TRUST_STEPS`` hops of the roots was taken, and the masses and weights
-    are those of all the chains held.  Otherwise ``stopped_at`` is the first
-    chain left out, at hop ``stopped_hop``, and it and every chain after it in
-    the order of 2.5 (by hop, then key) were left out.
-    """
-
-    taken: tuple[tuple[Pseudonym, int], ...]  # the chains taken and their hops, in order
-    held: int  # chains offered to the selection
-    stopped_by: Limit | None = None
-    stopped_at: Pseudonym | None = None
-    stopped_hop: int | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.taken) > self.held:
-            raise LocalProtocolError("a selection takes at most the chains it was offered")
-        if any(a[1] > b[1] or (a[1] == b[1] and a[0].key >= b[0].key)
-               for a, b in zip(self.taken, self.taken[1:], strict=False)):
-            raise LocalProtocolError("a selection takes chains by hop, then by key")
-        if (self.stopped_by is None) != (self.stopped_at is None) \
-                or (self.stopped_by is None) != (self.stopped_hop is None):
-            raise LocalProtocolError("a cut names its limit, its first chain and its hop")
-        if self.stopped_by not in (None, "MAX_TRUST_NODES", "MAX_TRUST_EDGES"):
-            raise LocalProtocolError("a selection is cut by MAX_TRUST_NODES or MAX_TRUST_EDGES")
-
-    @property
-    def chains(self) -> int:
-        """Chains taken."""
-        return len(self.taken)
-
-    @property
-    def hops(self) -> int | None:
-        """The hop of the farthest chain taken; None if none was."""
-        return self.taken[-1][1] if self.taken else None
-
-    @property
-    def cut(self) -> bool:
-        """True if a limit left out chains the walk could have reached."""
-        return self.stopped_by is not None
-
-    def to_json_obj(self) -> dict[str, Any]:
-        """The ``selection`` object of the report (spec/trust.md 8)."""
-        return {"chains": self.chains, "held": self.held, "hops": self.hops,
-                "stopped_by": self.stopped_by,
-                "stopped_at": None if self.stopped_at is None else self.stopped_at.to_text(),
-                "stopped_hop": self.stopped_hop}
 
 
 class TrustEvidence:
@@ -465,59 +382,12 @@ class TrustEvidence:
         subject alone pass ``max_nodes``.
         """
         ev = cls(contexts=contexts, limits=limits)
-        named = sorted({_key(r, "a trust root") for r in roots})
-        if not named:
-            raise LocalProtocolError("no trust roots: evidence is selected outward from the "
-                                     "roots (spec/trust.md 2.5); without roots the scores are "
-                                     "unweighted")
-        if len(named) > ev._limits.max_roots:
-            raise LocalProtocolError(f"{len(named)} trust roots; at most {ev._limits.max_roots}")
-        bad = {_key(p, "a forked pseudonym") for p in forked}
-        first = set(named) if subject is None else {*named, _key(subject, "subject")}
-        for k in sorted(first & bad):  # step 4: from the start (4.1, 2.3)
-            ev.add_forked(Pseudonym(key=k))
-        taken: dict[bytes, Chain] = {}
-        order: list[tuple[Pseudonym, int]] = []
-        hop_of = dict.fromkeys(named, 0)
-        layer = named
-        cut: tuple[Limit, bytes, int] | None = None
-        for hop in range(TRUST_STEPS + 1):
-            names: list[bytes] = []
-            for k in sorted(layer):  # step 3: by hop, then by key
-                chain = None if k in bad else chains.get(Pseudonym(key=k))
-                if chain is None:
-                    continue  # not held, or forked: not taken, its names not followed
-                if not isinstance(chain, Chain) or chain.author.key != k:
-                    raise LocalProtocolError("select takes shinyo.Chain objects by author")
-                if not len(chain):
-                    continue
-                trades, vouches, follow = ev._chain_facts(chain, taken)
-                over = ev._would_pass(trades, vouches)
-                if over is not None:
-                    cut = (over, k, hop)
-                    break
-                for fact in trades:
-                    ev._take_trade(fact)
-                for e in vouches:
-                    ev._add_vouch_entry(e, bad)
-                taken[k] = chain
-                order.append((chain.author, hop))
-                names.extend(follow)
-            if cut is not None or hop == TRUST_STEPS:
-                break
-            layer = []
-            for k in names:  # step 2: the names of hop h not seen yet are hop h + 1
-                if k not in hop_of:
-                    hop_of[k] = hop + 1
-                    layer.append(k)
-            if not layer:
-                break
-        ev._selection = TrustSelection(
-            taken=tuple(order), held=len(chains),
-            stopped_by=None if cut is None else cut[0],
-            stopped_at=None if cut is None else Pseudonym(key=cut[1]),
-            stopped_hop=None if cut is None else cut[2])
+        ev._selection = select_chains(ev, chains, roots, subject=subject, forked=forked)
         return ev
+
+    # -- the selection's reading of a chain and its counts (spec/trust.md 2.5) ---------
+    # _trust_select.select_chains decides which chains, in what order and where to stop;
+    # these keep the two-party check (2.1) and the counts of 7 with the rest of the evidence.
 
     def _chain_facts(self, chain: Chain, taken: Mapping[bytes, Chain]
                      ) -> tuple[list[_Completed], list[Entry], list[bytes]]:
@@ -631,177 +501,3 @@ class TrustEvidence:
             offsets.append(len(targets))
         return TrustGraph(nodes=nodes, offsets=tuple(offsets), targets=tuple(targets),
                           weights=tuple(weights), forked=forked, selection=self._selection)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrustGraph:
-    """Pseudonyms (sorted by key) and weighted edges, in compressed rows.
-
-    The out-edges of ``nodes[i]`` are ``targets[offsets[i]:offsets[i + 1]]``
-    (ascending) with ``weights`` alongside.  Forked pseudonyms are not nodes.
-    """
-
-    nodes: tuple[bytes, ...]
-    offsets: tuple[int, ...]
-    targets: tuple[int, ...]
-    weights: tuple[int, ...]
-    forked: frozenset[bytes] = frozenset()
-    # How the evidence was selected from a store (spec/trust.md 2.5); None: it was not.
-    selection: TrustSelection | None = field(default=None, compare=False)
-    index: Mapping[bytes, int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        n = len(self.nodes)
-        if len(self.offsets) != n + 1 or self.offsets[0] != 0 \
-                or self.offsets[-1] != len(self.targets) or len(self.targets) != len(self.weights):
-            raise LocalProtocolError("a trust graph's rows do not match its nodes")
-        if any(t >= n or t < 0 for t in self.targets) or any(w <= 0 for w in self.weights):
-            raise LocalProtocolError("a trust graph's edges need known targets and weights > 0")
-        object.__setattr__(self, "index", {k: i for i, k in enumerate(self.nodes)})
-        if len(self.index) != n or any(k in self.forked for k in self.nodes):
-            raise LocalProtocolError("a trust graph's nodes are distinct and never forked")
-
-    @property
-    def edges(self) -> int:
-        return len(self.targets)
-
-    def __contains__(self, who: object) -> bool:
-        return isinstance(who, Pseudonym) and who.key in self.index
-
-    def out_edges(self, who: Pseudonym) -> dict[Pseudonym, int]:
-        """The edges leaving ``who``, by target: what its own signed statements give."""
-        i = self.index.get(who.key)
-        if i is None:
-            return {}
-        lo, hi = self.offsets[i], self.offsets[i + 1]
-        return {Pseudonym(key=self.nodes[self.targets[k]]): self.weights[k] for k in range(lo, hi)}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrustWeights:
-    """Every pseudonym's mass and rater weight as seen from ``roots`` (spec/trust.md 4-5).
-
-    ``subject`` says whose view the walk was: that pseudonym's out-edges were
-    left out (spec/trust.md 4.5), so these weights score that subject and no
-    other.  ``None`` is the shared walk over the whole graph.
-    """
-
-    roots: tuple[Pseudonym, ...]  # the roots used, by key
-    dropped_roots: tuple[Pseudonym, ...]  # named roots that are forked: not used
-    forked: frozenset[bytes]
-    mass: Mapping[bytes, int]  # nonzero visit mass, in units of TRUST_ONE
-    weights: Mapping[bytes, int]  # nonzero weights, in millionths (WEIGHT_ONE)
-    theta: int | None  # None: no non-root node was reached
-    nodes: int
-    edges: int
-    operations: int  # edge relaxations done: at most TRUST_STEPS x edges
-    subject: Pseudonym | None = None  # whose view (4.5); None: the shared walk
-    left_out: int = 0  # the subject's out-edges the walk did not take
-    selection: TrustSelection | None = None  # the graph's (2.5); None: evidence not selected
-
-    @property
-    def view(self) -> View:
-        """``"subject"`` for one subject's view (normative), ``"shared"`` for the shared walk."""
-        return "shared" if self.subject is None else "subject"
-
-    def weight(self, who: Pseudonym) -> int:
-        """``who``'s weight in millionths: 0 if unreached or forked."""
-        return self.weights.get(who.key, 0)
-
-    def share(self, who: Pseudonym) -> Fraction:
-        """``who``'s weight as an exact fraction of one fully trusted rater."""
-        return Fraction(self.weight(who), WEIGHT_ONE)
-
-
-def trust_weights(graph: TrustGraph, roots: Iterable[Pseudonym], *,
-                  limits: TrustLimits | None = None,
-                  subject: Pseudonym | None = None) -> TrustWeights:
-    """Run the walk of spec/trust.md 4 from ``roots`` and weigh every rater (5).
-
-    ``subject``: the pseudonym whose raters these weights are for.  The walk
-    then leaves its out-edges out (spec/trust.md 4.5, the subject's view):
-    it may receive mass but passes none on, so it cannot lend its own trust
-    to the Sybils that rate it.  This is the normative walk for scoring one
-    subject -- pass these weights to :func:`shinyo.trust_score` for that
-    same subject.  Without ``subject`` the walk is the shared one over the
-    whole graph, an approximation for ranking many subjects at one walk's
-    cost.  A subject that is not a node (unknown, forked) or has no
-    out-edges gets the shared walk's figures, marked as its view.
-
-    Raises :class:`LocalProtocolError` with no roots (score unweighted instead,
-    spec/trust.md 6) or more than ``max_roots``.  Forked roots are dropped;
-    if every root is forked, every weight is 0.
-    """
-    limits = limits or TrustLimits()
-    x = -1 if subject is None else graph.index.get(_key(subject, "subject"), -1)
-    named = sorted({_key(r, "a trust root") for r in roots})
-    if not named:
-        raise LocalProtocolError("no trust roots: without roots the scores are unweighted "
-                                 "(spec/trust.md 6)")
-    if len(named) > limits.max_roots:
-        raise LocalProtocolError(f"{len(named)} trust roots; at most {limits.max_roots}")
-    used = [k for k in named if k not in graph.forked]
-    n, off, targets, weights = len(graph.nodes), graph.offsets, graph.targets, graph.weights
-    mass = [0] * n
-    for k in used:
-        if k in graph.index:
-            mass[graph.index[k]] = TRUST_ONE // len(used)
-    visits = list(mass)
-    floor_den = [CONTINUE[1] * max(sum(weights[off[u]:off[u + 1]]), OUT_FLOOR)
-                 for u in range(n)]
-    operations = 0
-    frontier = [u for u in range(n) if mass[u]]
-    for _ in range(TRUST_STEPS):
-        nxt = [0] * n
-        for u in frontier:
-            if u == x:
-                continue  # the subject's view: its mass stays with it (4.5)
-            # floor(m * c * w / (d * D)) per edge (4.2): integer, order-free.
-            q, den = mass[u] * CONTINUE[0], floor_den[u]
-            lo, hi = off[u], off[u + 1]
-            for j in range(lo, hi):
-                nxt[targets[j]] += q * weights[j] // den
-            operations += hi - lo
-        mass = nxt
-        frontier = [v for v in range(n) if nxt[v]]
-        for v in frontier:
-            visits[v] += nxt[v]
-    root_index = {graph.index[k] for k in used if k in graph.index}
-    theta = _theta(sorted((visits[i] for i in range(n) if i not in root_index and visits[i]),
-                          reverse=True))
-    out: dict[bytes, int] = {k: WEIGHT_ONE for k in used}
-    if theta is not None:
-        for i in range(n):
-            if i not in root_index and visits[i]:
-                w = WEIGHT_ONE if visits[i] >= theta else visits[i] * WEIGHT_ONE // theta
-                if w:
-                    out[graph.nodes[i]] = w
-    return TrustWeights(
-        roots=tuple(Pseudonym(key=k) for k in used),
-        dropped_roots=tuple(Pseudonym(key=k) for k in named if k in graph.forked),
-        forked=graph.forked,
-        mass={graph.nodes[i]: v for i, v in enumerate(visits) if v},
-        weights=out, theta=theta, nodes=n, edges=graph.edges, operations=operations,
-        subject=subject, left_out=0 if x < 0 else off[x + 1] - off[x],
-        selection=graph.selection,
-    )
-
-
-def _theta(masses: Sequence[int]) -> int | None:
-    """The least t >= 1 with sum(min(p, t)) >= ceil(total * THETA_SHARE) (spec/trust.md 5).
-
-    ``masses`` are positive and descending.  On [p[k], p[k-1]] the sum is
-    ``k * t + (sum of p[k:])``, so one pass from the smallest upward finds t.
-    """
-    total = sum(masses)
-    if not total:
-        return None
-    need = -(-total * THETA_SHARE[0] // THETA_SHARE[1])
-    below = 0  # sum of masses[k:]
-    for k in range(len(masses), 0, -1):
-        lo = masses[k] if k < len(masses) else 0
-        hi = masses[k - 1]
-        if k * hi + below >= need:
-            return max(lo, 1, -(-(need - below) // k))
-        below += hi
-    raise AssertionError("unreachable: the sum at the largest mass is the total")
