@@ -88,6 +88,16 @@ def _verify_key(key: bytes) -> nacl.signing.VerifyKey:
     return nacl.signing.VerifyKey(key)
 
 
+def verify_signature(key: bytes, message: bytes, signature: bytes) -> bool:
+    """True iff ``signature`` is the Ed25519 signature of ``message`` by ``key``
+    (spec 2: libsodium's rules).  Takes plain bytes, so it can run in a worker."""
+    try:
+        _verify_key(key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
 class Pseudonym:
     """A participant: an Ed25519 public key (spec 4.1).
@@ -102,6 +112,16 @@ class Pseudonym:
     def __post_init__(self) -> None:
         if type(self.key) is not bytes or len(self.key) != KEY_SIZE:
             raise InvalidPseudonym(f"a pseudonym is a {KEY_SIZE}-byte Ed25519 public key")
+
+    # Equal keys, equal pseudonyms, as the generated methods say, without their
+    # tuples: chains and trade sessions compare and look up authors per entry.
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Pseudonym):
+            return self.key == other.key
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     @classmethod
     def from_text(cls, text: str) -> Pseudonym:
@@ -142,11 +162,7 @@ class Pseudonym:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """True iff ``signature`` is this key's Ed25519 signature of ``message``."""
-        try:
-            _verify_key(self.key).verify(message, signature)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
-            return False
-        return True
+        return verify_signature(self.key, message, signature)
 
     def short(self) -> str:
         """A short label for logs and tables; never use it to identify anyone."""

@@ -35,7 +35,7 @@ from ._constants import (
     MAX_PROOF_ENTRIES,
     MAX_PROOF_SIZE,
 )
-from ._entry import Entry, MapFn, check_signatures
+from ._entry import Entry, MapFn, key_and_signature_failures, step_seven_failure
 from ._errors import (
     BrokenLink,
     DecodeError,
@@ -50,7 +50,13 @@ from ._errors import (
 from ._fork import ForkProof
 from ._identity import Pseudonym
 from ._outcome import TradeOutcome, classify
-from ._proof_file import ProofFile, pack_entries, parse_packed, read_proof_file
+from ._proof_file import (
+    ProofFile,
+    pack_entries,
+    parse_payloads,
+    read_proof_file,
+    unpack_payloads,
+)
 from ._scoring import Policy, ScoreReport, score
 from ._trade import TradeSession, feed_in_order, reveals_first
 
@@ -210,6 +216,35 @@ def _decode_others(groups: list[tuple[bytes, list[Entry | VerificationError]]],
     return others
 
 
+def _decode_entries(parts: ProofFile, map: MapFn) -> list[list[Entry | VerificationError]]:
+    """Every entry of the proof decoded (spec 6.4), array by array, the subject's
+    first: each an Entry or the error it failed with.
+
+    Up front, possibly in parallel (spec/proof.md 3, last paragraph): every item
+    is unpacked, the key and signature checks (step 7) are handed to ``map``, and
+    the entries are parsed (steps 1-6) while an executor runs them.  The steps of
+    verification then meet each result in the spec's order.
+    """
+    arrays = [(parts.subject, parts.own), *parts.others]
+    unpacked = [unpack_payloads(key, items) for key, items in arrays]
+    at: list[int] = []  # where each check's entry sits in the flat list
+    checks = []
+    for i, (key, item) in enumerate((key, item) for (key, _), items in
+                                    zip(arrays, unpacked, strict=True) for item in items):
+        if not isinstance(item, VerificationError):
+            at.append(i)
+            checks.append((key, item[0], item[1]))
+    failures = key_and_signature_failures(checks, map=map)  # an executor starts now
+    flat = [entry for (key, _), items in zip(arrays, unpacked, strict=True)
+            for entry in parse_payloads(key, items)]
+    for k, what in failures:
+        entry = flat[at[k]]
+        if isinstance(entry, Entry):  # steps 1-6 come first
+            flat[at[k]] = step_seven_failure(entry, what)
+    rest = iter(flat)
+    return [[next(rest) for _ in items] for items in unpacked]
+
+
 def _entry(item: Entry | VerificationError) -> Entry:
     """A verified entry, or the error unpacking or decoding it raised, met now."""
     if isinstance(item, VerificationError):
@@ -260,12 +295,7 @@ def verify_proof_entries(
     subject = Pseudonym(key=parts.subject)
     if not parts.own:
         raise Incomplete("the proof holds none of the subject's entries")
-    # Unpack and parse every entry, then check every signature up front, possibly
-    # in parallel; the steps below meet each result in the spec's order.
-    arrays = [parse_packed(parts.subject, parts.own),
-              *(parse_packed(key, items) for key, items in parts.others)]
-    checked = iter(check_signatures([item for array in arrays for item in array], map=map))
-    own_list, *theirs = [[next(checked) for _ in array] for array in arrays]
+    own_list, *theirs = _decode_entries(parts, map)
     groups = [(key, array) for (key, _), array in zip(parts.others, theirs, strict=True)]
     chain = Chain(subject)
     for item in own_list:
@@ -301,46 +331,72 @@ def verify_proof_entries(
 def _judge_trade(subject: Pseudonym, role: Role, trade: bytes, mine: list[Entry],
                  theirs: list[Entry], run_ends: dict[int, int], forked: bool, now: int
                  ) -> TradeOutcome:
-    short = trade.hex()[:16]
-    ids = {e.id for e in theirs}
+    # One pass over each side for what the checks below ask about (first of each
+    # kind, in seq order; the counterparty's entries are not chain-checked, so
+    # there may be more than one).
+    their_ids = set()
+    their_proposal = their_commit = last = None
+    their_accept = their_reveal = False
+    for e in theirs:
+        body = e.body
+        their_ids.add(e.id)
+        if e.id == trade and their_proposal is None:
+            their_proposal = e
+        if isinstance(body, Commit):
+            their_commit = their_commit or e
+        elif isinstance(body, Reveal):
+            their_reveal = True
+        elif isinstance(body, Accept):
+            their_accept = True
+        if _is_step(e):
+            last = e  # seqs ascend (step 7): the latest step held
+    my_commit = my_reveal = my_response = None
+    for e in mine:
+        body = e.body
+        if isinstance(body, Commit):
+            my_commit = my_commit or e
+        elif isinstance(body, Reveal):
+            my_reveal = my_reveal or e
+        elif isinstance(body, Response):
+            my_response = my_response or e
     # Completeness (spec/proof.md 3): everything the subject's entries name.
     if role is Role.ACCEPTOR:
-        proposal = next((e for e in theirs if e.id == trade), None)
+        proposal = their_proposal
         if proposal is None:
-            raise Incomplete(f"trade {short}…: the proposal the subject accepted is missing")
+            raise Incomplete(f"trade {_short(trade)}…: the proposal the subject accepted is "
+                             "missing")
         if not isinstance(proposal.body, Propose) or proposal.body.counterparty != subject:
             # Found by review: without this, TradeSession refused the subject as a
             # party with a LocalProtocolError, escaping as a crash.
             raise TradeRuleViolation(
-                f"trade {short}…: the subject accepted a proposal made to someone else")
+                f"trade {_short(trade)}…: the subject accepted a proposal made to someone else")
     else:
         proposal = mine[0]
     for e in mine:
         if isinstance(e.body, (Commit, Reveal)) and e.body.ack is not None \
-                and e.body.ack not in ids:
-            raise Incomplete(f"trade {short}…: the counterparty commitment acknowledged at "
-                             f"seq {e.seq} is missing", seq=e.seq)
-    my_reveal = next((e for e in mine if isinstance(e.body, Reveal)), None)
-    my_commit = next((e for e in mine if isinstance(e.body, Commit)), None)
-    their_commit = next((e for e in theirs if isinstance(e.body, Commit)), None)
+                and e.body.ack not in their_ids:
+            raise Incomplete(f"trade {_short(trade)}…: the counterparty commitment "
+                             f"acknowledged at seq {e.seq} is missing", seq=e.seq)
     # Whichever commit the subject's reveal depends on is held by now (8b), so
     # the order is known whenever the subject revealed.
     if my_reveal is not None and reveals_first(role, my_commit, their_commit) is False \
-            and not any(isinstance(e.body, Reveal) for e in theirs):
+            and not their_reveal:
         # The subject revealed second, which it may only do once the counterparty's
         # reveal (acknowledging the subject's commitment) is in hand (spec 7.3).
-        raise Incomplete(f"trade {short}…: the subject revealed after the counterparty, "
-                         "whose reveal is missing", seq=my_reveal.seq)
-    my_response = next((e for e in mine if isinstance(e.body, Response)), None)
-    if my_response is not None and not any(isinstance(e.body, Reveal) for e in theirs):
-        raise Incomplete(f"trade {short}…: the subject responded to a rating that is missing",
-                         seq=my_response.seq)
-    if theirs and role is Role.PROPOSER and not any(
-            e.kind.label == "trade.accept" for e in theirs):
-        raise Incomplete(f"trade {short}…: counterparty entries without its acceptance")
+        raise Incomplete(f"trade {_short(trade)}…: the subject revealed after the "
+                         "counterparty, whose reveal is missing", seq=my_reveal.seq)
+    if my_response is not None and not their_reveal:
+        raise Incomplete(f"trade {_short(trade)}…: the subject responded to a rating that is "
+                         "missing", seq=my_response.seq)
+    if theirs and role is Role.PROPOSER and not their_accept:
+        raise Incomplete(f"trade {_short(trade)}…: counterparty entries without its "
+                         "acceptance")
     session = TradeSession(me=subject, proposal=proposal)
     feed_in_order(session, [e for e in mine if e is not proposal],
-          [e for e in theirs if e is not proposal])
-    last = max((e for e in theirs if _is_step(e)), key=lambda e: e.seq, default=None)
+                  [e for e in theirs if e is not proposal])
     silent = None if forked or last is None else run_ends[last.seq]
     return classify(session, now=now, silent_until=silent)
+
+
+def _short(trade: bytes) -> str:
+    return trade.hex()[:16]

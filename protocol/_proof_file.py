@@ -33,8 +33,10 @@ from ._constants import (
 )
 from ._entry import Entry, entry_id
 from ._errors import DecodeError, NonCanonical, Oversize, UnsupportedVersion, VerificationError
+from ._identity import Pseudonym
 
-__all__ = ["ProofFile", "pack_entries", "read_proof_file", "unpack_entries"]
+__all__ = ["ProofFile", "pack_entries", "parse_payloads", "read_proof_file", "unpack_entries",
+           "unpack_payloads"]
 
 T = TypeVar("T")
 
@@ -126,7 +128,29 @@ class _Walk:
         return self.data[start:end]
 
     def byte_strings(self, what: str) -> list[bytes]:
-        return [self.bstr(what) for _ in range(self.array(f"the array of {what}s"))]
+        out = []
+        data = self.data
+        for _ in range(self.array(f"the array of {what}s")):
+            # The usual item, an entry of 24 to 65,535 bytes, read inline; any
+            # other head (and every fault) goes through bstr(), which judges it.
+            pos = self.pos
+            initial = data[pos] if pos < len(data) else 0
+            if initial == 0x58 and pos + 1 < len(data) and data[pos + 1] >= 24:
+                start = pos + 2
+                end = start + data[pos + 1]
+            elif initial == 0x59 and pos + 2 < len(data) \
+                    and (n := data[pos + 1] << 8 | data[pos + 2]) >= 0x100:
+                start = pos + 3
+                end = start + n
+            else:
+                out.append(self.bstr(what))
+                continue
+            if end > len(data):
+                out.append(self.bstr(what))  # truncated: raises
+                continue
+            self.pos = end
+            out.append(data[start:end])
+        return out
 
 
 def read_proof_file(data: bytes) -> ProofFile:
@@ -175,10 +199,22 @@ def read_proof_file(data: bytes) -> ProofFile:
 _NULL = 0xF6
 _HASH_HEAD = b"\x58\x20"  # bstr of 32 bytes, in shortest form
 _PACKED_HEAD, _PAYLOAD_HEAD = 0x86, 0x87  # arrays of 6 and of 7
+_PAYLOAD_HEAD_BYTE = bytes((_PAYLOAD_HEAD,))
 
 
 def _uint_end(data: bytes, pos: int, what: str) -> tuple[int, int]:
     """(value, end) of the unsigned integer whose head is at ``pos``."""
+    # The usual version and seq, inline: a value in the head, or one or two bytes
+    # after it in shortest form.  Anything else goes through _Walk.head, which
+    # judges it (spec/proof.md 1.1 step 2).
+    if pos + 2 < len(data):
+        initial = data[pos]
+        if initial < 24:
+            return initial, pos + 1
+        if initial == 0x18 and data[pos + 1] >= 24:
+            return data[pos + 1], pos + 2
+        if initial == 0x19 and (value := data[pos + 1] << 8 | data[pos + 2]) >= 0x100:
+            return value, pos + 3
     w = _Walk(data, pos)
     value = w.head(_UINT, what)
     return value, w.pos
@@ -234,8 +270,8 @@ def _unpack(raw: bytes, key: bytes, before: tuple[int, bytes] | None
             raise DecodeError("proof: an entry's prev is 32 bytes or null", seq=seq)
         if prev == derived:
             raise NonCanonical("proof: a prev that can be derived must be left out", seq=seq)
-    payload = (bytes((_PAYLOAD_HEAD,)) + packed[1:seq_at] + _HASH_HEAD + key
-               + packed[seq_at:prev_at] + _HASH_HEAD + prev + packed[rest_at:])
+    payload = b"".join((_PAYLOAD_HEAD_BYTE, packed[1:seq_at], _HASH_HEAD, key,
+                        packed[seq_at:prev_at], _HASH_HEAD, prev, packed[rest_at:]))
     return seq, payload, signature
 
 
@@ -260,23 +296,46 @@ def _unpack_array(key: bytes, items: Sequence[bytes],
     return out
 
 
-def _parsed(payload: bytes, signature: bytes) -> tuple[Entry | VerificationError, bytes]:
-    try:
-        entry = Entry._from_parts(payload, signature)
-    except VerificationError as exc:
-        return exc, entry_id(payload)  # it unpacked: the next may derive from it
-    return entry, entry.id
 
 
 def _enveloped(payload: bytes, signature: bytes) -> tuple[bytes, bytes]:
     return encode([payload, signature]), entry_id(payload)
 
 
-def parse_packed(key: bytes, items: Sequence[bytes]) -> list[Entry | VerificationError]:
-    """Unpack and parse one array of a proof in one pass, without building the
-    envelope bytes: the verifier's path.  Signatures are NOT yet checked
-    (:func:`shinyo._entry.check_signatures` does, possibly in parallel)."""
-    return _unpack_array(key, items, _parsed)
+Unpacked = tuple[bytes, bytes, bytes]
+"""An item unpacked for the verifier: payload, signature and entry id."""
+
+
+def _unpacked(payload: bytes, signature: bytes) -> tuple[Unpacked, bytes]:
+    eid = entry_id(payload)
+    return (payload, signature, eid), eid
+
+
+def unpack_payloads(key: bytes, items: Sequence[bytes]) -> list[Unpacked | VerificationError]:
+    """One array of a proof unpacked (section 1.1), without building the
+    envelope bytes: the verifier's first pass, cheap enough to run before the
+    key and signature checks are handed out, so they can start while
+    :func:`parse_payloads` parses."""
+    return _unpack_array(key, items, _unpacked)
+
+
+def parse_payloads(key: bytes, unpacked: Sequence[Unpacked | VerificationError]
+                   ) -> list[Entry | VerificationError]:
+    """Spec 6.4 steps 1-6 for the items of one array, unpacked, by ``key``.
+    Neither the author's key nor the signatures are checked yet
+    (:func:`shinyo._entry.key_and_signature_failures` does, possibly in parallel)."""
+    author = Pseudonym(key=key)
+    out: list[Entry | VerificationError] = []
+    for item in unpacked:
+        if isinstance(item, VerificationError):
+            out.append(item)
+            continue
+        payload, signature, eid = item
+        try:
+            out.append(Entry._from_parts(payload, signature, author, eid))
+        except VerificationError as exc:
+            out.append(exc)
+    return out
 
 
 def unpack_entries(key: bytes, items: Sequence[bytes]) -> list[bytes | VerificationError]:

@@ -24,26 +24,33 @@ Proof verification starts from cold caches each time (the key checks that
 ``shinyo._identity`` caches per author): a verifier meets a stranger's bundle
 once, and its counterparties are strangers too.  The bundles hold one
 subject's rated trades, each with a distinct counterparty -- the worst case
-for those caches, and what a seller with many one-off buyers hands out.
+for those caches, and what a seller with many one-off buyers hands out.  The
+history a bundle is built from is frozen out of the collector's sight while
+verifications are timed (a verifier's heap does not hold it).
 
     shinyo bench [--quick | --growth] [--json]
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import hashlib
+import json
 import math
 import os
 import platform
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from typing import Any, Final
+
+import nacl.signing
 
 from shinyo import (
     Body,
@@ -51,16 +58,22 @@ from shinyo import (
     Participant,
     SigningIdentity,
     TradeSession,
+    VerificationError,
+    _entry,
     _identity,
+    _proof,
     build_proof,
+    read_proof_file,
     verify_proof,
 )
+from shinyo._constants import DST_ENTRY_SIG
+from shinyo._proof_file import parse_payloads, unpack_payloads
 
 from . import bench_quic, bench_store, bench_sync
 from .bench_growth import CRITERION, BenchError, Compare, Growth, Target, nearest
 
 __all__ = ["PRESETS", "Plan", "bench_verify", "growths", "history", "plan_for", "print_report",
-           "run", "targets"]
+           "print_stages", "run", "targets", "verify_stages"]
 
 DAY: Final = 86_400
 T0: Final = 1_800_000_000
@@ -121,6 +134,20 @@ def _cold() -> None:
     _identity._verify_key.cache_clear()
 
 
+@contextlib.contextmanager
+def _history_frozen() -> Iterator[None]:
+    """The bench's own objects (the history a bundle was built from) out of the
+    cyclic collector's sight while verifications are timed: a verifier's heap does
+    not hold them, and walking them on each full collection cost about 8 µs per
+    entry at 1,000 trades.  What a verification allocates is collected as usual."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def bench_verify(trades: int, *, repeat: int = 3) -> dict[str, float]:
     """``verify_proof`` of a bundle of ``trades`` trades against raw PyNaCl, best of
     ``repeat`` rounds; each round times the four runs back to back, so drift and
@@ -136,7 +163,7 @@ def bench_verify(trades: int, *, repeat: int = 3) -> dict[str, float]:
     if len(signed) != entries:
         raise BenchError(f"the bundle holds {entries} entries, not the {len(signed)} signed")
     best = dict.fromkeys(("ours", "ours_all", "raw", "raw_all"), math.inf)
-    with ThreadPoolExecutor(max_workers=cores) as pool:
+    with ThreadPoolExecutor(max_workers=cores) as pool, _history_frozen():
         for _ in range(repeat):
             _cold()
             start = time.perf_counter()
@@ -168,6 +195,93 @@ def bench_verify(trades: int, *, repeat: int = 3) -> dict[str, float]:
         "raw_all_cores_scaling": round(raw_all / raw, 3),
         "ratio_all_cores_to_raw_all_cores": round(ours_all / raw_all, 3),
     }
+
+
+def verify_stages(trades: int, *, repeat: int = 5) -> dict[str, float]:
+    """Where one verified entry's time goes, on one core from cold caches: µs per
+    entry for each stage of ``verify_proof`` timed on its own, best of ``repeat``
+    (the breakdown in docs/BENCHMARKS.md).  ``rules`` is what is left of the
+    whole: chain, trade rules, classification and scoring."""
+    if type(trades) is not int or trades < 1:
+        raise BenchError("trades must be a positive integer")
+    if type(repeat) is not int or repeat < 1:
+        raise BenchError("repeat must be a positive integer")
+    me, others = history(trades)
+    data = build_proof(me.chain, others)
+    now = T0 + trades * 3600 + 30 * DAY
+    parts = read_proof_file(data)
+    arrays = [(parts.subject, parts.own), *parts.others]
+    unpacked = [unpack_payloads(key, items) for key, items in arrays]
+    checks = [(key, u[0], u[1]) for (key, _), us in zip(arrays, unpacked, strict=True)
+              for u in us if not isinstance(u, VerificationError)]
+    keys = {key: nacl.signing.VerifyKey(key) for key, _, _ in checks}
+    signed = [(keys[key], DST_ENTRY_SIG + payload, sig) for key, payload, sig in checks]
+
+    def raw() -> None:
+        for key, message, signature in signed:
+            key.verify(message, signature)
+
+    def key_checks() -> None:
+        _identity.is_valid_key.cache_clear()
+        for key in keys:
+            _identity.is_valid_key(key)
+
+    def step_seven() -> None:
+        _cold()
+        if any(True for _ in _entry.key_and_signature_failures(checks)):
+            raise BenchError("a signature of the bench bundle does not verify")
+
+    def decode() -> None:
+        _cold()
+        _proof._decode_entries(parts, map)
+
+    def whole() -> None:
+        _cold()
+        verify_proof(data, now=now)
+
+    stages: dict[str, Callable[[], object]] = {
+        "raw_signature": raw,
+        "key_checks": key_checks,
+        "walk": lambda: read_proof_file(data),
+        "unpack": lambda: [unpack_payloads(key, items) for key, items in arrays],
+        "parse": lambda: [parse_payloads(key, us)
+                          for (key, _), us in zip(arrays, unpacked, strict=True)],
+        "checks": step_seven,
+        "decode": decode,
+        "verify_proof": whole,
+    }
+    best = dict.fromkeys(stages, math.inf)
+    with _history_frozen():
+        for _ in range(repeat):
+            for name, run in stages.items():
+                start = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - start)
+    us = {name: seconds / len(checks) * 1e6 for name, seconds in best.items()}
+    return {
+        "trades": trades,
+        "entries": len(checks),
+        "authors": len(keys),
+        "raw_signature": round(us["raw_signature"], 1),
+        "around_signature": round(us["checks"] - us["raw_signature"] - us["key_checks"], 1),
+        "key_checks": round(us["key_checks"], 1),
+        "walk": round(us["walk"], 1),
+        "unpack": round(us["unpack"], 1),
+        "parse": round(us["parse"], 1),
+        "decode_glue": round(us["decode"] - us["unpack"] - us["parse"] - us["checks"], 1),
+        "rules": round(us["verify_proof"] - us["walk"] - us["decode"], 1),
+        "verify_proof": round(us["verify_proof"], 1),
+        "ratio": round(us["raw_signature"] / us["verify_proof"], 3),
+    }
+
+
+def print_stages(r: dict[str, float]) -> None:
+    print(f"verify_proof, one core, cold caches, bundle of {r['trades']} trades "
+          f"({r['entries']} entries, {r['authors']} authors): µs per entry")
+    for name in ("raw_signature", "around_signature", "key_checks", "walk", "unpack", "parse",
+                 "decode_glue", "rules", "verify_proof"):
+        print(f"  {name:<18} {r[name]:>6.1f}")
+    print(f"  {'ratio to raw':<18} {r['ratio']:>6.3f}")
 
 
 # -- the whole run ---------------------------------------------------------------------
@@ -412,3 +526,20 @@ def print_report(report: dict[str, Any]) -> None:
 
 def progress_to_stderr(message: str) -> None:
     print(f"shinyo bench: {message} ...", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m shinyo.tools.bench",
+        description="Where verify_proof's time goes, stage by stage (docs/BENCHMARKS.md).")
+    parser.add_argument("--trades", type=int, default=REFERENCE_TRADES)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    options = parser.parse_args()
+    stages = verify_stages(options.trades, repeat=options.repeat)
+    if options.json:
+        print(json.dumps(stages, sort_keys=True))
+    else:
+        print_stages(stages)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
@@ -250,6 +251,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     data = _read(args.file)
     evidence = shinyo.TrustEvidence(contexts=args.trust_context or None)
     trust: shinyo.TrustReport | None = None
+    # Everything a verification builds stays alive until its report: the cyclic
+    # collector would only walk it again and again (10 % of a 100k-entry verify,
+    # docs/BENCHMARKS.md).  Paused here, never in the sans-IO core.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             # The subject's own bundle is always evidence (spec/trust.md 9).
@@ -264,6 +270,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             print(f"INVALID [{exc.failure_class}] {exc}")
         return EXIT_INVALID
+    finally:
+        if collecting:
+            gc.enable()
     if args.json:
         obj = report.to_json_obj()
         if trust is not None:
