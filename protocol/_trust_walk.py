@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import pairwise
 from typing import Literal
 
 from ._errors import LocalProtocolError
@@ -67,8 +68,16 @@ class TrustGraph:
         if len(self.offsets) != n + 1 or self.offsets[0] != 0 \
                 or self.offsets[-1] != len(self.targets) or len(self.targets) != len(self.weights):
             raise LocalProtocolError("a trust graph's rows do not match its nodes")
+        if any(a > b for a, b in pairwise(self.offsets)):
+            raise LocalProtocolError("a trust graph's row offsets never decrease")
         if any(t >= n or t < 0 for t in self.targets) or any(w <= 0 for w in self.weights):
             raise LocalProtocolError("a trust graph's edges need known targets and weights > 0")
+        # Rows ascending and distinct, as documented: the walk adds each edge's
+        # share while out_edges() merges by target, so a repeat would split them.
+        for u in range(n):
+            row = self.targets[self.offsets[u]:self.offsets[u + 1]]
+            if any(a >= b for a, b in pairwise(row)):
+                raise LocalProtocolError("a trust graph's rows list distinct targets, ascending")
         object.__setattr__(self, "index", {k: i for i, k in enumerate(self.nodes)})
         if len(self.index) != n or any(k in self.forked for k in self.nodes):
             raise LocalProtocolError("a trust graph's nodes are distinct and never forked")

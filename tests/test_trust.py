@@ -621,6 +621,14 @@ def test_the_trust_graph_validates_itself() -> None:
         TrustGraph(nodes=(b"a",), offsets=(0,), targets=(), weights=())
     with pytest.raises(LocalProtocolError):
         TrustGraph(nodes=(b"a",), offsets=(0, 0), targets=(), weights=(), forked=frozenset({b"a"}))
+    three = (b"a", b"b", b"c")
+    with pytest.raises(LocalProtocolError, match="never decrease"):  # rows overlap
+        TrustGraph(nodes=three, offsets=(0, 2, 1, 2), targets=(1, 2), weights=(1, 1))
+    with pytest.raises(LocalProtocolError, match="distinct targets"):  # a repeated edge
+        TrustGraph(nodes=three, offsets=(0, 2, 2, 2), targets=(1, 1), weights=(1, 1))
+    with pytest.raises(LocalProtocolError, match="distinct targets"):  # out of order
+        TrustGraph(nodes=three, offsets=(0, 2, 2, 2), targets=(2, 1), weights=(1, 1))
+    TrustGraph(nodes=three, offsets=(0, 2, 2, 2), targets=(1, 2), weights=(1, 1))
 
 
 # -- weighted policies and gates (spec/trust.md 6) -------------------------------------
