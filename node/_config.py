@@ -9,6 +9,7 @@ worst kind of configuration bug.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ class NodeConfig:
     peer_exchange: bool = True
     # [store]
     synchronous: str = "NORMAL"
+    # [verify]
+    processes: int = -1
+    """Worker processes checking entry signatures in bulk (node/_verifier.py);
+    -1: one per core on a machine with more than one, 0: none (threads)."""
     # [control]
     control_socket: str = "control.sock"
 
@@ -90,6 +95,9 @@ class NodeConfig:
                 raise ConfigError(f"{name} must be a number of seconds in (0, 86400]")
         if self.reconnect_min > self.reconnect_max:
             raise ConfigError("reconnect_min must not exceed reconnect_max")
+        if not -1 <= self.processes <= 64:
+            raise ConfigError("processes must be -1 (one per core), 0 (check in threads) "
+                              "or a number of worker processes up to 64")
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ConfigError("synchronous must be NORMAL (survives a crashed process) or "
                               "FULL (also survives power loss)")
@@ -103,6 +111,14 @@ class NodeConfig:
     def inbound_per_host(self) -> int:
         """:attr:`max_inbound_per_host`, with 0 resolved (spec/transport.md 9.3)."""
         return self.max_inbound_per_host or max(2, self.max_connections // 8)
+
+    @property
+    def resolved_verify_processes(self) -> int:
+        """:attr:`processes` with -1 resolved: one per core if there are two or more."""
+        if self.processes >= 0:
+            return self.processes
+        cores = os.cpu_count() or 1
+        return cores if cores > 1 else 0
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -127,6 +143,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "network": ("listen", "bootstrap", "max_peers", "max_inbound_per_host", "sync_interval",
                 "reconnect_min", "reconnect_max", "idle_timeout", "peer_exchange"),
     "store": ("synchronous",),
+    "verify": ("processes",),
     "control": ("control_socket",),
 }
 _TYPES = {f.name: f.type for f in dataclasses.fields(NodeConfig)}

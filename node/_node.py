@@ -61,6 +61,7 @@ from ._peerauth import TransportError
 from ._quic import PeerConnection, QuicEndpoint, TransportLimits
 from ._replica import Received, Replica
 from ._store import PeerSource, Store
+from ._verifier import SignatureWorkers
 
 __all__ = ["BAN_TIME", "MAX_BANS", "Node", "NodeError", "open_node"]
 
@@ -111,9 +112,9 @@ class Node:
         self._closing = False  # shutting down: no new session, no new dial
         self.listen_port: int | None = endpoint.address[1]
         self.sync_interval = config.sync_interval
-        # Entry signatures are checked off the event loop (``_peer.py``), one
-        # thread per core: more would only queue on the cores.
-        self.verify_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
+        # Entry signatures are checked off the event loop (``_verifier.py``).
+        self.verifier = SignatureWorkers(processes=config.resolved_verify_processes,
+                                         nursery=nursery)
 
     # -- identity ---------------------------------------------------------------
 
@@ -523,6 +524,7 @@ class Node:
         with trio.move_on_after(3.0):
             while self._all_sessions:
                 await self._changed.park()
+        await self.verifier.aclose()
 
 
 async def _refuse_streams(conn: PeerConnection) -> None:
@@ -602,6 +604,7 @@ async def open_node(
                         rng=random.Random(seed if seed is not None else os.urandom(16)))
             for h, p in config.bootstrap_addresses:
                 node.add_peer((h, p))
+            node.verifier.start()
             await nursery.start(endpoint.serve, node._serve_inbound)
             nursery.start_soon(node._dialer)
             nursery.start_soon(node._ticker)

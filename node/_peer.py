@@ -9,7 +9,8 @@ authentication).
 The *reader* decodes frames, checks their order (wire.md 6.2), counts Wants
 (7.3) and charges the rate limit (10.1).  For a Push or an expected answer
 it also parses the entries (:meth:`Replica.prepare`) and, for a batch worth
-it, starts their signature check in a worker thread.  It hands each message
+it, starts their signature check off the event loop (in the node's worker
+processes, ``_verifier.py``, or a thread).  It hands each message
 to the *ingest task* over a channel of :data:`INGEST_DEPTH`, which acts on
 them in the order read: it waits for a batch's check, then places and stores
 it (:meth:`Replica.commit`), plans Wants, queues answers.  So one message's
@@ -87,6 +88,7 @@ from shinyo.wire import (
 from ._peerauth import TransportError
 from ._quic import PeerConnection, QuicStream
 from ._replica import Batch, Received, Replica
+from ._verifier import SignatureWorkers
 
 __all__ = ["PUSH_QUEUE", "PeerSession", "SessionHost"]
 
@@ -131,8 +133,8 @@ class SessionHost(Protocol):
     replica: Replica
     listen_port: int | None
     sync_interval: float
-    verify_limiter: trio.CapacityLimiter
-    """Worker threads checking entry signatures, node-wide (one per core)."""
+    verifier: SignatureWorkers
+    """Checks entry signatures off the event loop, node-wide (``_verifier.py``)."""
 
     @property
     def node_key(self) -> Pseudonym: ...
@@ -157,7 +159,7 @@ class _Inbound:
     batch: Batch | None = None
     """Its entries, parsed (Push, Entries): :meth:`Replica.commit` stores them."""
     checking: trio.Event | None = None
-    """Set when a worker thread has checked the batch's signatures."""
+    """Set when the batch's signatures are checked (``SignatureWorkers.check``)."""
 
 
 class _Stalled(Exception):
@@ -387,7 +389,7 @@ class PeerSession:
 
     def _admit(self, msg: Message, size: int, nursery: trio.Nursery) -> _Inbound | None:
         """The reader's part: order rules, rate limit, and for entries the parse,
-        with their signature check started in a worker thread."""
+        with their signature check started off the event loop."""
         self._last_message = trio.current_time()
         self.guard.receive(msg)  # order rules: raises ProtocolViolation
         if self._bye is not None or self._finish:
@@ -418,8 +420,7 @@ class PeerSession:
     async def _check(self, inbound: _Inbound) -> None:
         assert inbound.batch is not None and inbound.checking is not None
         try:
-            await trio.to_thread.run_sync(Replica.check, inbound.batch,
-                                          limiter=self.host.verify_limiter)
+            await self.host.verifier.check(inbound.batch)
         finally:
             inbound.checking.set()
 

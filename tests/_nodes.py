@@ -22,6 +22,10 @@ def identity(n: int) -> SigningIdentity:
 
 def node_config(tmp: Path, n: int, *, bootstrap: tuple[Node, ...] = (),
                 **options: Any) -> NodeConfig:
+    # No signature worker processes unless a test asks (``processes=``): two
+    # spawned interpreters per node would cost this suite minutes of CPU; the
+    # checks then run in threads, and tests/test_node_verifier.py covers the pool.
+    options.setdefault("processes", 0)
     return NodeConfig(home=tmp / f"node{n}", listen="127.0.0.1:0",
                       bootstrap=tuple(f"{b.address[0]}:{b.address[1]}" for b in bootstrap),
                       **options)

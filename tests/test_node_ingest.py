@@ -162,7 +162,7 @@ async def test_a_full_ingest_pipeline_stops_the_reader_and_loses_nothing(
             return batch
 
         target.replica.prepare = counting  # type: ignore[method-assign]
-        limiter = target.verify_limiter
+        limiter = target.verifier.limiter
         holders = [object() for _ in range(int(limiter.total_tokens))]
         for holder in holders:
             await limiter.acquire_on_behalf_of(holder)

@@ -281,6 +281,8 @@ async def _child(spec: dict[str, Any]) -> None:
             identity = SigningIdentity.from_seed(bytes.fromhex(n["identity"]))
             nodes.append(await stack.enter_async_context(
                 open_node(config, identity=identity, seed=n["index"])))
+        for node in nodes:  # a running daemon's signature workers are up (~0.5 s of spawning)
+            await node.verifier.wait_started()
         _say({"ready": [list(node.address) for node in nodes]})
         line = await stdin.read()
         if line is None:
