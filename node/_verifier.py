@@ -78,6 +78,12 @@ class SignatureWorkers:
         return self._pool is not None
 
     @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (none while the pool is not up)."""
+        pool = self._pool
+        return [] if pool is None else list(pool._processes or {})
+
+    @property
     def limiter(self) -> trio.CapacityLimiter:
         return self._limiter
 

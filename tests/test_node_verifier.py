@@ -84,10 +84,9 @@ async def test_a_broken_pool_costs_no_entry(tmp_path: Path,
 
 async def test_the_workers_end_with_their_node(tmp_path: Path) -> None:
     async with running(tmp_path, 1, processes=2) as node:
+        assert node.verifier.pids == []  # not up yet
         await node.verifier.wait_started()
-        pool = node.verifier._pool
-        assert pool is not None
-        pids = list(pool._processes)
+        pids = node.verifier.pids
         assert len(pids) == 2 and all(alive(p) for p in pids)
     await poll(lambda: not any(alive(p) for p in pids))
 
@@ -105,7 +104,7 @@ def test_the_workers_of_a_killed_node_exit(tmp_path: Path) -> None:
                                 insecure_plaintext_key=True, processes=2)
             async with open_node(config, identity=SigningIdentity.from_seed(b"k" * 32)) as n:
                 await n.verifier.wait_started()
-                print(*n.verifier._pool._processes, flush=True)
+                print(*n.verifier.pids, flush=True)
                 await trio.sleep_forever()
 
         trio.run(main)
