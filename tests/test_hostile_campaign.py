@@ -28,7 +28,7 @@ import trio
 from shinyo import Entry, Pseudonym
 from shinyo._sync import MAX_OUTSTANDING_WANTS
 from shinyo._wire import MAX_HEADS, MAX_WANT_SPAN
-from shinyo.node import Node
+from shinyo.node import Node, NodeConfig
 from shinyo.node._node import STORE_FILE
 from shinyo.node._peer import MAX_PROOF_ANSWERS, PeerSession
 from shinyo.node._quic import StreamReset
@@ -112,6 +112,12 @@ def test_memory_stays_under_the_stated_bound(report: dict[str, Any]) -> None:
     # (2 cores, 8 s): peaks 69-78 MiB against bounds of 102-106 MiB.
     # VmHWM is updated lazily: a sample of VmRSS can exceed it by a page or two.
     assert max(memory["peak"], memory["hwm"]) <= memory["bound"], memory
+    # The daemon's signature workers (node/_verifier.py; one per core by default)
+    # and, with any, multiprocessing's resource tracker: a fixed cost beside the
+    # bound, each a few tens of MiB.
+    workers = NodeConfig(home=Path(".")).resolved_verify_processes
+    assert len(memory["children"]) == (workers + 1 if workers else 0), memory
+    assert all(w < 128 * 1024 for w in memory["children"]), memory
 
 
 def test_each_attack_met_the_reaction_the_spec_prescribes(report: dict[str, Any]) -> None:

@@ -128,6 +128,29 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def children_rss_kib(pid: int) -> list[int]:
+    """VmRSS in KiB of each child of process ``pid`` -- a daemon's signature
+    workers (node/_verifier.py) and multiprocessing's resource tracker beside
+    them -- from /proc (Linux); [] if there are none or it is gone."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                out.append(rss_kib(child)[0])
+            except (OSError, KeyError):
+                continue  # gone meanwhile
+    return out
+
+
 def worst_case(limits: TransportLimits | None = None) -> dict[str, int]:
     """The node's memory bound in bytes, term by term, from the code's constants,
     for a full connection table (spec/transport.md 6, wire.md 12), once the
@@ -449,6 +472,8 @@ async def run_phase(work: Path, *, attacks: Sequence[str], seconds: float, seed:
                 rss_after, hwm = rss_kib(target.proc.pid)
             except (OSError, KeyError):  # it died: the samples are all there is
                 rss_after, hwm = 0, 0
+            # Not in the bound: a fixed cost, each worker holding one batch at a time.
+            workers = children_rss_kib(target.proc.pid)
             nursery.cancel_scope.cancel()
         await honest.send({"quit": True})
         exit_code = await _stop(target.proc, sig=signal.SIGTERM)
@@ -476,6 +501,7 @@ async def run_phase(work: Path, *, attacks: Sequence[str], seconds: float, seed:
                 idle_kib=idle, stored_entries=max(0, status["entries"] - prefilled),
                 stuffed_connections=stuffed),
             "growth_per_second": round(_slope(samples, started), 1),
+            "children": workers,
             "timeline": _timeline(samples, started)},
     }
 
@@ -573,6 +599,9 @@ def print_report(report: dict[str, Any]) -> None:
               + (f", bound {mem['bound'] / 1024:.1f} MiB" if mem["bound"] else "")
               + f", slope {mem['growth_per_second']:.0f} KiB/s")
         print("   RSS by 5 s (MiB): " + " ".join(f"{r / 1024:.0f}" for _, r in mem["timeline"]))
+        workers = mem.get("signature_workers") or []
+        print(f"   child processes (signature workers, resource tracker) {len(workers)}, RSS "
+              + (" + ".join(f"{w / 1024:.1f}" for w in workers) or "-") + " MiB (not in the bound)")
         for name, t in r["attacks"].items():
             print(f"   {name:19} rounds {t['rounds']:4} conns {t['connections']:4} refused "
                   f"{t['refused']:4} frames {t['frames']:6} bytes {t['bytes']:10} bans "
