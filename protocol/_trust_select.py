@@ -66,6 +66,17 @@ class TrustSelection:
     stopped_hop: int | None = None
 
     def __post_init__(self) -> None:
+        if type(self.held) is not int or self.held < 0:
+            raise LocalProtocolError("a selection's held chains are an int >= 0")
+        if any(not isinstance(who, Pseudonym) or type(hop) is not int or hop < 0
+               for who, hop in self.taken):
+            raise LocalProtocolError("a selection takes (Pseudonym, hop >= 0) pairs")
+        if len({who for who, _ in self.taken}) != len(self.taken):
+            raise LocalProtocolError("a selection takes each chain once")
+        if (self.stopped_at is not None and not isinstance(self.stopped_at, Pseudonym)) \
+                or (self.stopped_hop is not None and (type(self.stopped_hop) is not int
+                                                     or self.stopped_hop < 0)):
+            raise LocalProtocolError("a cut is at a Pseudonym, at a hop >= 0")
         if len(self.taken) > self.held:
             raise LocalProtocolError("a selection takes at most the chains it was offered")
         if any(a[1] > b[1] or (a[1] == b[1] and a[0].key >= b[0].key)

@@ -120,6 +120,24 @@ class TrustWeights:
     left_out: int = 0  # the subject's out-edges the walk did not take
     selection: TrustSelection | None = None  # the graph's (2.5); None: evidence not selected
 
+    def __post_init__(self) -> None:
+        if any(not isinstance(r, Pseudonym) for r in (*self.roots, *self.dropped_roots)) \
+                or (self.subject is not None and not isinstance(self.subject, Pseudonym)):
+            raise LocalProtocolError("trust weights name pseudonyms")
+        counts = (self.nodes, self.edges, self.operations, self.left_out)
+        if any(type(c) is not int or c < 0 for c in counts):
+            raise LocalProtocolError("trust weights count nodes, edges, operations and "
+                                     "left-out edges as ints >= 0")
+        if self.left_out and self.subject is None:
+            raise LocalProtocolError("only a subject's view leaves edges out")
+        if self.theta is not None and (type(self.theta) is not int or self.theta <= 0):
+            raise LocalProtocolError("theta is None or an int > 0")
+        if any(type(m) is not int or m <= 0 for m in self.mass.values()) \
+                or any(type(w) is not int or not 0 < w <= WEIGHT_ONE
+                       for w in self.weights.values()):
+            raise LocalProtocolError("trust weights hold nonzero masses and weights in "
+                                     f"(0, {WEIGHT_ONE}]")
+
     @property
     def view(self) -> View:
         """``"subject"`` for one subject's view (normative), ``"shared"`` for the shared walk."""

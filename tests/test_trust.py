@@ -614,6 +614,19 @@ def test_the_bundle_limit_is_checked_before_reading() -> None:
         ev.add_proof(b"not a proof", now=NOW)
 
 
+def test_trust_weights_validate_themselves() -> None:
+    good: dict[str, Any] = dict(roots=(key(1),), dropped_roots=(), forked=frozenset(),
+                                mass={key(1).key: 5}, weights={key(2).key: WEIGHT_ONE},
+                                theta=3, nodes=2, edges=1, operations=16)
+    TrustWeights(**good)
+    for change in [dict(roots=(key(1).key,)), dict(subject=key(1).key), dict(nodes=-1),
+                   dict(operations=1.5), dict(left_out=1), dict(theta=0),
+                   dict(mass={key(1).key: 0}), dict(weights={key(2).key: WEIGHT_ONE + 1})]:
+        with pytest.raises(LocalProtocolError):
+            TrustWeights(**{**good, **change})
+    TrustWeights(**{**good, "subject": key(1), "left_out": 1})
+
+
 def test_the_trust_graph_validates_itself() -> None:
     with pytest.raises(LocalProtocolError):
         TrustGraph(nodes=(b"a",), offsets=(0, 1), targets=(3,), weights=(1,))

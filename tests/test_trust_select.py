@@ -323,6 +323,15 @@ def test_a_selection_validates_itself() -> None:
         TrustSelection(taken=(), held=0, stopped_by="MAX_TRUST_NODES")
     with pytest.raises(LocalProtocolError, match="select takes"):
         TrustEvidence.select({a: Chain(b)}, [a])
+    for bad in [dict(taken=(), held=-1), dict(taken=(), held=True),
+                dict(taken=((a, -1),), held=1), dict(taken=((a.key, 0),), held=1),
+                dict(taken=((a, 0), (a, 1)), held=2),
+                dict(taken=(), held=1, stopped_by="MAX_TRUST_NODES", stopped_at=a.key,
+                     stopped_hop=0),
+                dict(taken=(), held=1, stopped_by="MAX_TRUST_NODES", stopped_at=a,
+                     stopped_hop=-1)]:
+        with pytest.raises(LocalProtocolError):
+            TrustSelection(**bad)  # type: ignore[arg-type]
 
 
 def test_a_trade_that_breaks_the_two_party_rules_is_no_evidence_here_either() -> None:
