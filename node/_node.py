@@ -214,6 +214,8 @@ class Node:
                 "held_entries": len(held),
                 "held_bytes": held.nbytes,
             },
+            "verify": {"processes": self.verifier.processes,
+                       "running": self.verifier.running, **self.verifier.stats},
         })
         return out
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from shinyo.node import NodeConfig
 from shinyo.node._daemon import Ready
 
 PASS = "correct horse battery staple"
@@ -119,6 +120,10 @@ def test_cli_drives_two_daemons_through_a_blind_rating(tmp_path: Path,
 
     status = call(b_home, "node", "status")
     assert status["pseudonym"] == bob and status["peers"] == 1 and status["chains"] == 2
+    # The daemon's default: a signature worker per core (one-entry batches: threads).
+    cores = NodeConfig(home=b_home).resolved_verify_processes
+    assert status["verify"]["processes"] == cores and status["verify"]["pool_failures"] == 0
+    eventually(lambda: call(b_home, "node", "status")["verify"]["running"] is bool(cores))
     peers = call(b_home, "peers")
     assert peers["connected"][0]["direction"] == "out"
 

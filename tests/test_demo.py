@@ -82,6 +82,7 @@ def test_keep_leaves_a_network_to_try_until_ctrl_c(tmp_path: Path) -> None:
                                 text=True, timeout=60, check=False)
         assert status.returncode == 0, status.stderr
         assert "peers      4 connected" in status.stdout
+        assert "verify     " in status.stdout and "batches checked in processes" in status.stdout
         proc.send_signal(signal.SIGINT)
         rest = proc.stdout.read()
         assert proc.wait(timeout=60) == 0, rest

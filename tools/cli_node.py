@@ -85,6 +85,11 @@ def cmd_node_status(args: argparse.Namespace) -> int:
     sync = s["sync"]
     print(f"sync       {sync['wants_in_flight']} wants in flight, "
           f"{sync['held_entries']} entries held for gaps")
+    v = s["verify"]
+    workers = (f"{v['processes']} worker process(es) " + ("up" if v["running"] else "not up")
+               if v["processes"] else "threads only")
+    print(f"verify     {workers}; batches checked in processes {v['batches_in_processes']}, "
+          f"in threads {v['batches_in_threads']}")
     return 0
 
 
