@@ -45,7 +45,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 from shinyo import (
     Entry,
@@ -55,7 +54,7 @@ from shinyo import (
     Pseudonym,
     VerificationError,
 )
-from shinyo._entry import MapFn, key_and_signature_failures, step_seven_failure
+from shinyo._entry import MapFn, check_signatures
 from shinyo.wire import (
     Entries,
     Head,
@@ -216,11 +215,7 @@ class Replica:
         Reads and writes nothing but ``batch``, so it may run in a worker thread;
         the checks themselves go through ``map`` as plain bytes, so an executor
         may run them in other processes."""
-        at = [i for i, item in enumerate(batch.items) if isinstance(item, Entry)]
-        entries = cast(list[Entry], [batch.items[i] for i in at])
-        checks = [(e.author.key, e.payload, e.signature) for e in entries]
-        for k, what in key_and_signature_failures(checks, map=map):
-            batch.items[at[k]] = step_seven_failure(entries[k], what)
+        batch.items = check_signatures(batch.items, map=map)
         batch.checked = True
 
     def commit(self, batch: Batch, *, now: int) -> Received:

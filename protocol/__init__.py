@@ -35,7 +35,7 @@ from ._constants import (
     RETRACT_WINDOW,
 )
 from ._digest import rating_commitment, terms_digest, text_digest
-from ._entry import Entry, entry_id
+from ._entry import Entry, decode_all, entry_id
 from ._errors import (
     BadSignature,
     BrokenLink,
@@ -189,6 +189,7 @@ __all__ = [
     "__version__",
     "build_proof",
     "classify",
+    "decode_all",
     "entry_id",
     "is_weighted",
     "meets",

@@ -335,27 +335,20 @@ class MapFn(Protocol):
 _CHUNK = 256  # entries per task: large enough to amortise a thread hand-off
 
 
-def _signature_errors(entries: list[Entry]) -> list[BadSignature | None]:
-    out: list[BadSignature | None] = []
-    for e in entries:
-        try:
-            e._check_signature()
-        except BadSignature as exc:
-            out.append(exc)
-        else:
-            out.append(None)
-    return out
-
-
 def decode_all(
     raws: Iterable[bytes], *, map: MapFn = map
 ) -> dict[bytes, Entry | VerificationError]:
     """Decode many entries; each result is the entry or the error ``Entry.decode`` raises.
 
-    Signatures, the costly part, are checked in chunks through ``map`` -- the
-    builtin by default; an executor's ``map`` uses several cores (PyNaCl
-    releases the GIL).  Results are keyed by the encoded bytes, so callers walk
+    Keys and signatures, the costly part (spec 6.4 step 7), are checked in
+    chunks through ``map``, as plain bytes: the builtin by default, or an
+    executor's ``map`` -- threads (PyNaCl releases the GIL between calls, but
+    the caller's own Python holds it) or processes (what the node uses,
+    node/_verifier.py).  Results are keyed by the encoded bytes, so callers walk
     their own order and report the same first failure a sequential decode would.
+
+        with ProcessPoolExecutor() as pool:
+            results = shinyo.decode_all(raws, map=pool.map)
     """
     results: dict[bytes, Entry | VerificationError] = {}
     for raw in raws:
@@ -372,20 +365,17 @@ def decode_all(
 def check_signatures(
     parsed: list[Entry | VerificationError], *, map: MapFn = map
 ) -> list[Entry | VerificationError]:
-    """Spec 6.4 step 7b for entries ``_parse`` parsed (steps 1-7a) but did not
-    verify: each is kept, or replaced by its BadSignature.  Errors pass through.
-    Chunks go through ``map``, as in :func:`decode_all`.  (``_from_parts``
-    leaves 7a out too: :func:`key_and_signature_failures` checks both.)"""
+    """Spec 6.4 step 7 (key, then signature) for entries parsed but not yet
+    verified (``_parse``, ``_from_parts``): each is kept, or replaced by its
+    error.  Errors pass through.  Chunks go through ``map`` as plain bytes
+    (:func:`key_and_signature_failures`), so an executor's ``map`` may run them
+    in threads or in other processes."""
     out = list(parsed)
     at = [i for i, p in enumerate(parsed) if isinstance(p, Entry)]
-    pending = [p for p in parsed if isinstance(p, Entry)]
-    chunks = [pending[i : i + _CHUNK] for i in range(0, len(pending), _CHUNK)]
-    done = 0
-    for chunk, errors in zip(chunks, map(_signature_errors, chunks), strict=True):
-        for k, error in enumerate(errors):
-            if error is not None:
-                out[at[done + k]] = error
-        done += len(chunk)
+    entries = [p for p in parsed if isinstance(p, Entry)]
+    checks = [(e.author.key, e.payload, e.signature) for e in entries]
+    for k, what in key_and_signature_failures(checks, map=map):
+        out[at[k]] = step_seven_failure(entries[k], what)
     return out
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import cbor2
 import pytest
@@ -168,3 +170,32 @@ def test_digest_helpers_check_their_randomness() -> None:
         shinyo.rating_commitment(trade=bytes(31), context="a", rater=ME.pseudonym,
                                  ratee=ME.pseudonym, stars=3, nonce=bytes(16))
     assert shinyo.text_digest("é", salt=bytes(16)) != shinyo.text_digest("e", salt=bytes(16))
+
+
+def test_decode_all_agrees_with_decode_through_threads_and_processes() -> None:
+    # The public bulk path (spec 6.4): what map runs the checks on changes nothing.
+    good = [Entry.create(ME, seq=i, prev=GENESIS_PREV if i == 1 else bytes([1]) * 32,
+                         timestamp=T0 + i,
+                         body=Vouch(subject=identity(3).pseudonym, context="x"))
+            for i in range(1, 301)]
+    raws = [e.encode() for e in good]
+    raws[7] = raws[7][:-1] + bytes([raws[7][-1] ^ 1])  # signature
+    raws[150] = b"\xff not an entry"
+    raws[299] = raws[0]  # a repeat: one result
+    expected: dict[bytes, object] = {}
+    for raw in raws:
+        try:
+            expected[raw] = Entry.decode(raw)
+        except shinyo.VerificationError as exc:
+            expected[raw] = (type(exc), str(exc))
+
+    def outcome(results: dict[bytes, Entry | shinyo.VerificationError]) -> dict[bytes, object]:
+        return {raw: (type(r), str(r)) if isinstance(r, shinyo.VerificationError) else r
+                for raw, r in results.items()}
+
+    assert outcome(shinyo.decode_all(raws)) == expected
+    with ThreadPoolExecutor(2) as threads:
+        assert outcome(shinyo.decode_all(raws, map=threads.map)) == expected
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as processes:
+        assert outcome(shinyo.decode_all(raws, map=processes.map)) == expected
+    assert isinstance(expected[raws[7]], tuple) and expected[raws[7]][0] is shinyo.BadSignature
