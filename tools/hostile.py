@@ -599,7 +599,7 @@ def print_report(report: dict[str, Any]) -> None:
               + (f", bound {mem['bound'] / 1024:.1f} MiB" if mem["bound"] else "")
               + f", slope {mem['growth_per_second']:.0f} KiB/s")
         print("   RSS by 5 s (MiB): " + " ".join(f"{r / 1024:.0f}" for _, r in mem["timeline"]))
-        workers = mem.get("signature_workers") or []
+        workers = mem.get("children") or []
         print(f"   child processes (signature workers, resource tracker) {len(workers)}, RSS "
               + (" + ".join(f"{w / 1024:.1f}" for w in workers) or "-") + " MiB (not in the bound)")
         for name, t in r["attacks"].items():
