@@ -19,6 +19,9 @@ docs/BENCHMARKS.md).  So a node checks big batches in worker processes:
   so a hostile entry cannot reach a worker as anything but bytes;
 * a pool that breaks (a worker killed, a failed start) is dropped and the
   batch checked in process: a check is never lost or taken for a failure;
+* workers are started with multiprocessing's "spawn", so, as for any process
+  pool, they import the program's main module: a script that opens a node
+  must guard its entry point (``if __name__ == "__main__":``, README);
 * the pool is shut down with the node; a worker whose node was killed
   (``kill -9``) notices that its parent changed and exits within a second
   (a pool's pipes are shared with its workers, so no EOF would tell them).
@@ -121,7 +124,10 @@ class SignatureWorkers:
     async def _start_pool(self) -> None:
         try:
             pool = await trio.to_thread.run_sync(self._spawn)
-        except (BrokenProcessPool, OSError) as exc:
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            # RuntimeError: multiprocessing refuses to start processes from a
+            # process still importing its main module -- a worker running an
+            # unguarded script that opens a node (README: guard the entry point).
             self.stats["pool_failures"] += 1
             logger.warning("could not start %d signature worker(s) (%s); checking in threads",
                            self.processes, exc)

@@ -12,7 +12,7 @@ def test_python_example_runs() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert blocks, "the README lost its Python example"
     for code in blocks:
-        exec(compile(code, str(README), "exec"), {})
+        exec(compile(code, str(README), "exec"), {"__name__": "__main__"})
 
 
 def test_quick_start_has_exactly_two_commands() -> None:
