@@ -112,11 +112,10 @@ def test_memory_stays_under_the_stated_bound(report: dict[str, Any]) -> None:
     # (2 cores, 8 s): peaks 69-78 MiB against bounds of 102-106 MiB.
     # VmHWM is updated lazily: a sample of VmRSS can exceed it by a page or two.
     assert max(memory["peak"], memory["hwm"]) <= memory["bound"], memory
-    # The daemon's signature workers (node/_verifier.py; one per core by default)
-    # and, with any, multiprocessing's resource tracker: a fixed cost beside the
-    # bound, each a few tens of MiB.
+    # The daemon's signature workers (node/_verifier.py; one per core by
+    # default): a fixed cost beside the bound, each a few tens of MiB.
     workers = NodeConfig(home=Path(".")).resolved_verify_processes
-    assert len(memory["children"]) == (workers + 1 if workers else 0), memory
+    assert len(memory["children"]) == workers, memory
     assert all(w < 128 * 1024 for w in memory["children"]), memory
 
 

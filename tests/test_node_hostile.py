@@ -462,7 +462,7 @@ async def test_a_node_dials_its_bootstrap_peer_once(tmp_path: Path) -> None:
         # miss it with probability 2**-20.
         for n in range(1, 21):
             config = NodeConfig(home=tmp_path / f"dialer{n}", listen="127.0.0.1:0",
-                                bootstrap=(address,))
+                                bootstrap=(address,), processes=0)  # 20 starts: no workers
             async with open_node(config, identity=identity(n), seed=n) as node:
                 await node.wait_until(lambda: server.node_key in node.sessions, timeout=WAIT)
                 await poll(lambda: not node._dialing)

@@ -130,8 +130,8 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def children_rss_kib(pid: int) -> list[int]:
     """VmRSS in KiB of each child of process ``pid`` -- a daemon's signature
-    workers (node/_verifier.py) and multiprocessing's resource tracker beside
-    them -- from /proc (Linux); [] if there are none or it is gone."""
+    workers (node/_verifier.py) -- from /proc (Linux); [] if there are none or
+    it is gone."""
     out = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -600,7 +600,7 @@ def print_report(report: dict[str, Any]) -> None:
               + f", slope {mem['growth_per_second']:.0f} KiB/s")
         print("   RSS by 5 s (MiB): " + " ".join(f"{r / 1024:.0f}" for _, r in mem["timeline"]))
         workers = mem.get("children") or []
-        print(f"   child processes (signature workers, resource tracker) {len(workers)}, RSS "
+        print(f"   signature worker processes {len(workers)}, RSS "
               + (" + ".join(f"{w / 1024:.1f}" for w in workers) or "-") + " MiB (not in the bound)")
         for name, t in r["attacks"].items():
             print(f"   {name:19} rounds {t['rounds']:4} conns {t['connections']:4} refused "
