@@ -68,9 +68,8 @@ def _fetched(node: Node, subject: Pseudonym, asked: list[PeerSession]) -> bool |
     live = [s for s in asked if s in node.sessions.values()]
     if not all(subject in s.proofs_listed for s in live):
         return None
-    if any(s.sync.peer_seq(a) for s in live for a in node.replica.proof_scope(subject)):
-        return None
-    if any(s.sync.peer_seq(subject) for s in live):
+    scope = {subject, *node.replica.proof_scope(subject)}  # the scope is [] without a chain
+    if any(s.sync.peer_seq(a) for s in live for a in scope):
         return None
     chain = node.ledger.chain(subject)
     return chain is not None and len(chain) > 0

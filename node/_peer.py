@@ -449,9 +449,7 @@ class PeerSession:
             if isinstance(msg, Entries):
                 self._on_entries(msg, batch)
             else:
-                if not batch.checked:
-                    Replica.check(batch)
-                self._apply(self.host.replica.commit(batch, now=self.host.wall_time()))
+                self._store(batch)
             return
         if self._bye is not None or self._finish:
             return  # closing: act on nothing more
@@ -501,6 +499,10 @@ class PeerSession:
             return
         if batch is None:  # expected now, not when it was read (a Want expired)
             batch = self.host.replica.prepare(msg.entries, answer=msg)
+        self._store(batch)
+
+    def _store(self, batch: Batch) -> None:
+        """Check what no worker checked (a small batch), then place and store."""
         if not batch.checked:
             Replica.check(batch)
         self._apply(self.host.replica.commit(batch, now=self.host.wall_time()))

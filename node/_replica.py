@@ -16,8 +16,9 @@ stages, so that a session can run them as a pipeline (``_peer.py``):
 4. skips it if we hold that very payload (its signature was checked when
    we stored it).
 
-:meth:`~Replica.check` verifies the signatures (6.4 step 7b), touching no
-replica state, so it may run in a worker thread.
+:meth:`~Replica.check` verifies keys and signatures (6.4 step 7), touching
+no replica state, so it may run in a worker thread (or, through ``map``, in
+other processes).
 
 :meth:`~Replica.commit`, in one transaction, for each entry in order: a bad
 signature is an offence and ends an answer; a good entry's id joins the

@@ -42,8 +42,7 @@ from typing import Final
 
 import trio
 
-from shinyo import Entry
-from shinyo._entry import step_seven_failure
+from shinyo._entry import StepSeven
 
 from ._replica import Batch, Replica
 from ._sigworker import decode_answer, encode_request
@@ -130,16 +129,13 @@ class SignatureWorkers:
         """Check ``batch`` off the event loop: in a worker if they are up and the
         batch worth it, else in a thread."""
         if self._up and batch.unchecked >= PROCESS_MIN_ENTRIES:
-            at = [i for i, item in enumerate(batch.items) if isinstance(item, Entry)]
-            entries = [item for item in batch.items if isinstance(item, Entry)]
-            request = encode_request([(e.author.key, e.payload, e.signature) for e in entries])
+            step = StepSeven(batch.items)
             try:
-                failures = await self._in_worker(request)
+                failures = await self._in_worker(encode_request(step.checks))
             except _WorkerFailed as exc:
                 await self._give_up(f"signature workers failed ({exc}); checking in threads")
             else:
-                for k, what in failures:
-                    batch.items[at[k]] = step_seven_failure(entries[k], what)
+                batch.items = step.results(failures)
                 batch.checked = True
                 self.stats["batches_in_processes"] += 1
                 return

@@ -370,13 +370,29 @@ def check_signatures(
     error.  Errors pass through.  Chunks go through ``map`` as plain bytes
     (:func:`key_and_signature_failures`), so an executor's ``map`` may run them
     in threads or in other processes."""
-    out = list(parsed)
-    at = [i for i, p in enumerate(parsed) if isinstance(p, Entry)]
-    entries = [p for p in parsed if isinstance(p, Entry)]
-    checks = [(e.author.key, e.payload, e.signature) for e in entries]
-    for k, what in key_and_signature_failures(checks, map=map):
-        out[at[k]] = step_seven_failure(entries[k], what)
-    return out
+    step = StepSeven(parsed)
+    return step.results(key_and_signature_failures(step.checks, map=map))
+
+
+class StepSeven:
+    """The spec 6.4 step 7 work of a list of parsed entries and errors, as plain
+    bytes for whoever runs it (``map``, a worker process), and its results put
+    back in place: one mapping for every way the checks are run."""
+
+    def __init__(self, parsed: list[Entry | VerificationError]) -> None:
+        self._parsed = parsed
+        self._at = [i for i, p in enumerate(parsed) if isinstance(p, Entry)]
+        self._entries = [p for p in parsed if isinstance(p, Entry)]
+        self.checks = [(e.author.key, e.payload, e.signature) for e in self._entries]
+        """(author key, payload, signature) of each entry, in order."""
+
+    def results(self, failures: Iterable[tuple[int, int]]) -> list[Entry | VerificationError]:
+        """``parsed`` with each failure -- (index into :attr:`checks`, what
+        failed), as :func:`key_and_signature_failures` yields them -- in place."""
+        out = list(self._parsed)
+        for k, what in failures:
+            out[self._at[k]] = step_seven_failure(self._entries[k], what)
+        return out
 
 
 # -- the proof verifier's checks (spec 6.4 step 7, spec/proof.md 3) ------------------
